@@ -1,0 +1,212 @@
+//! The server's settings: the command line as typed ([`ServerArgs`], parsed
+//! by clap) and the validated [`Config`] the rest of the crate uses.
+//!
+//! Two types, as in ripgrep: the library's API ([`crate::server::run`])
+//! takes a `Config`, which tests build directly without a command line.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+/// The validated settings of a server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Worker arbiters (threads) the sessions are spread over.
+    pub workers: usize,
+    /// Open connections allowed at once, logged in or not.
+    pub max_connections: usize,
+    /// Longest line accepted, in bytes, terminator excluded.
+    pub max_line_bytes: usize,
+    /// Cap on a connection's output not yet written to its socket; a peer
+    /// that passes it is disconnected as a slow consumer.
+    pub max_outbox_bytes: usize,
+    /// Time a new connection has to log in.
+    pub login_timeout: Duration,
+    /// Time a shutdown may take before the remaining connections are cut.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            workers: default_workers(),
+            max_connections: 100_000,
+            max_line_bytes: 4096,
+            max_outbox_bytes: 1 << 20,
+            login_timeout: Duration::from_secs(30),
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// One worker per CPU the process may use.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+/// `achat-server`: a chat server; log in with a name, send lines to names.
+#[derive(Debug, Parser)]
+#[command(name = "achat-server", version, about, long_about = None)]
+pub struct ServerArgs {
+    /// Address to listen on (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub bind: String,
+
+    /// Worker threads for the sessions [default: number of CPUs].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub workers: Option<u16>,
+
+    /// Open connections allowed at once (lowered to fit the file-descriptor limit).
+    #[arg(long, default_value_t = 100_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub max_connections: u64,
+
+    /// Longest line accepted, in bytes, terminator excluded.
+    #[arg(long, default_value_t = 4096, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=(16 << 20)))]
+    pub max_line_bytes: u64,
+
+    /// Cap on a connection's unwritten output, in bytes; a peer that passes it is disconnected.
+    #[arg(long, default_value_t = 1 << 20, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=(1 << 40)))]
+    pub max_outbox_bytes: u64,
+
+    /// Time a new connection has to log in (e.g. 30s, 500ms, 10).
+    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = parse_duration)]
+    pub login_timeout: Duration,
+
+    /// Time a shutdown may take to flush and close connections.
+    #[arg(long, default_value = "5s", value_name = "DUR", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
+}
+
+/// Why a command line was refused after parsing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The outbox cap is too small to hold even one relayed line.
+    #[error(
+        "--max-outbox-bytes ({outbox}) must be at least --max-line-bytes plus 128 ({needed}), or no line could ever be delivered"
+    )]
+    OutboxTooSmall {
+        /// The cap given.
+        outbox: u64,
+        /// The least that works.
+        needed: u64,
+    },
+}
+
+impl ServerArgs {
+    /// The validated configuration.
+    pub fn config(&self) -> Result<Config, ConfigError> {
+        // Room for the longest line plus "from <32 characters>: " and the
+        // accounting overhead of one delivery.
+        let needed = self.max_line_bytes + 128;
+        if self.max_outbox_bytes < needed {
+            return Err(ConfigError::OutboxTooSmall {
+                outbox: self.max_outbox_bytes,
+                needed,
+            });
+        }
+        Ok(Config {
+            workers: self.workers.map_or_else(default_workers, usize::from),
+            max_connections: saturate(self.max_connections),
+            max_line_bytes: saturate(self.max_line_bytes),
+            max_outbox_bytes: saturate(self.max_outbox_bytes),
+            login_timeout: self.login_timeout,
+            shutdown_grace: self.shutdown_grace,
+        })
+    }
+}
+
+fn saturate(n: u64) -> usize {
+    usize::try_from(n).unwrap_or(usize::MAX)
+}
+
+/// Parses `30s`, `500ms`, `1.5s` or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, scale) = if let Some(ms) = text.strip_suffix("ms") {
+        (ms, 0.001)
+    } else if let Some(s) = text.strip_suffix('s') {
+        (s, 1.0)
+    } else {
+        (text, 1.0)
+    };
+    let value: f64 = number
+        .trim()
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (try 30s, 500ms or 10)"))?;
+    Duration::try_from_secs_f64(value * scale)
+        .map_err(|_| format!("'{text}' is not a duration (try 30s, 500ms or 10)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &[&str]) -> Result<ServerArgs, clap::Error> {
+        ServerArgs::try_parse_from(std::iter::once("achat-server").chain(line.iter().copied()))
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "s", "ten", "-1s", "1h", "5 m"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_documented_ones() {
+        let config = args(&[]).unwrap().config().unwrap();
+        assert_eq!(config, Config::default());
+        assert_eq!(args(&[]).unwrap().bind, "127.0.0.1:8080");
+    }
+
+    #[test]
+    fn every_flag() {
+        let a = args(&[
+            "--bind",
+            "0.0.0.0:9",
+            "--workers",
+            "3",
+            "--max-connections",
+            "10",
+            "--max-line-bytes",
+            "100",
+            "--max-outbox-bytes",
+            "1000",
+            "--login-timeout",
+            "2s",
+            "--shutdown-grace",
+            "250ms",
+        ])
+        .unwrap();
+        let c = a.config().unwrap();
+        assert_eq!(a.bind, "0.0.0.0:9");
+        assert_eq!(
+            c,
+            Config {
+                workers: 3,
+                max_connections: 10,
+                max_line_bytes: 100,
+                max_outbox_bytes: 1000,
+                login_timeout: Duration::from_secs(2),
+                shutdown_grace: Duration::from_millis(250),
+            }
+        );
+    }
+
+    #[test]
+    fn nonsense_is_refused() {
+        assert!(args(&["--workers", "0"]).is_err());
+        assert!(args(&["--max-line-bytes", "0"]).is_err());
+        assert!(args(&["--login-timeout", "soon"]).is_err());
+        let small = args(&["--max-line-bytes", "4096", "--max-outbox-bytes", "4000"]).unwrap();
+        assert!(matches!(
+            small.config(),
+            Err(ConfigError::OutboxTooSmall { .. })
+        ));
+    }
+}

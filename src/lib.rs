@@ -1,0 +1,46 @@
+//! achat: the chat server of the async-std book's a-chat tutorial, built on
+//! the actix actor framework and hardened against whatever a network or a
+//! client does.
+//!
+//! People connect with `nc`, telnet or `achat-client`, send a name, then
+//! send lines such as `bob, carol: hello`. The protocol is specified in
+//! `docs/PROTOCOL.md`, the design explained in `docs/ARCHITECTURE.md`.
+//!
+//! # Map of the crate
+//!
+//! Pure parts (no I/O, tested on plain values):
+//! - [`protocol`]: what a line means (names, chat lines, commands) and how
+//!   the server's lines are formatted;
+//! - [`line_reader`]: cutting a byte stream into lines, with the line limit,
+//!   `\r\n` and invalid UTF-8 handled;
+//! - [`config`]: the command line and the validated [`Config`].
+//!
+//! The actors, and the messages between them:
+//! - [`messages`]: every message the broker and the sessions exchange (so
+//!   neither imports the other);
+//! - [`broker`]: the [`Broker`] actor, owner of the online peers, the one
+//!   serialization point;
+//! - [`session`]: the [`Session`] actor, one per connection, owner of its
+//!   socket.
+//!
+//! Putting it together:
+//! - [`server`]: the accept loop, worker placement, start and the ordered
+//!   shutdown; [`server::run`] takes a bound listener and a shutdown future;
+//! - [`limits`]: fitting `--max-connections` to the descriptor limit.
+//!
+//! The binaries in `src/bin/` are thin: parse the command line, set up
+//! logging, bind, call the library.
+
+pub mod broker;
+pub mod config;
+pub mod limits;
+pub mod line_reader;
+pub mod messages;
+pub mod protocol;
+pub mod server;
+pub mod session;
+
+pub use broker::Broker;
+pub use config::Config;
+pub use server::{ServerHandle, run, spawn};
+pub use session::Session;
