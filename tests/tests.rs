@@ -1,0 +1,15 @@
+//! End-to-end tests: real servers on port 0, real TCP clients.
+//!
+//! One test binary; each module covers one surface of the protocol. Add a
+//! test to the module whose name says what it checks; `util` is the shared
+//! harness (servers, clients, bounded waits).
+
+mod util;
+
+mod chat;
+mod commands;
+mod disconnect;
+mod limits;
+mod login;
+mod netcat;
+mod shutdown;

@@ -1,0 +1,219 @@
+//! The test harness: start servers, connect clients, wait for lines.
+//!
+//! Every wait is bounded ([`WAIT`]): a test fails with a message, it never
+//! hangs, and nothing sleeps in place of waiting for an event.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use achat::{Config, ServerHandle};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+
+/// The bound on every wait for something the server should do.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+/// A server on port 0 in this process; shut down when dropped.
+pub struct TestServer {
+    handle: Option<ServerHandle>,
+    pub addr: SocketAddr,
+}
+
+/// The configuration tests start from: two workers, defaults otherwise.
+pub fn test_config() -> Config {
+    Config {
+        workers: 2,
+        ..Config::default()
+    }
+}
+
+/// Starts a server with [`test_config`].
+pub fn start() -> TestServer {
+    start_with(test_config())
+}
+
+/// Starts a server with `config` on a free port of 127.0.0.1.
+pub fn start_with(config: Config) -> TestServer {
+    let listener = achat::server::bind("127.0.0.1:0").expect("bind");
+    let handle = achat::spawn(listener, config).expect("spawn server");
+    TestServer {
+        addr: handle.local_addr(),
+        handle: Some(handle),
+    }
+}
+
+impl TestServer {
+    /// Shuts the server down gracefully and waits for it (bounded).
+    pub async fn shutdown(mut self) {
+        if let Some(handle) = self.handle.take() {
+            tokio::time::timeout(WAIT, handle.shutdown())
+                .await
+                .expect("server shutdown timed out")
+                .expect("server shutdown failed");
+        }
+    }
+
+    /// A new connection, not logged in.
+    pub async fn connect(&self) -> Client {
+        Client::connect(self.addr).await
+    }
+
+    /// A new connection logged in as `name`.
+    pub async fn login(&self, name: &str) -> Client {
+        let mut client = self.connect().await;
+        client.send(name).await;
+        client
+            .expect_prefix(&format!("server: welcome {name} "))
+            .await;
+        client.name = name.to_owned();
+        client
+    }
+}
+
+/// A line-oriented TCP client, like `nc` with a stopwatch.
+pub struct Client {
+    reader: BufReader<OwnedReadHalf>,
+    writer: OwnedWriteHalf,
+    /// The name it logged in with, if any (used by [`Client::sync`]).
+    pub name: String,
+    syncs: u64,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Client {
+        let stream = tokio::time::timeout(WAIT, TcpStream::connect(addr))
+            .await
+            .expect("connect timed out")
+            .expect("connect");
+        stream.set_nodelay(true).expect("nodelay");
+        let (reader, writer) = stream.into_split();
+        Client {
+            reader: BufReader::new(reader),
+            writer,
+            name: String::new(),
+            syncs: 0,
+        }
+    }
+
+    /// Sends `line` and a `\n`.
+    pub async fn send(&mut self, line: &str) {
+        let mut bytes = line.as_bytes().to_vec();
+        bytes.push(b'\n');
+        self.send_raw(&bytes).await;
+    }
+
+    /// Sends bytes as they are.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        tokio::time::timeout(WAIT, self.writer.write_all(bytes))
+            .await
+            .expect("write timed out")
+            .expect("write");
+    }
+
+    /// Like [`Client::send_raw`], but returns the error instead of
+    /// panicking (for writes to a server that may have closed on us).
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match tokio::time::timeout(WAIT, self.writer.write_all(bytes)).await {
+            Ok(result) => result,
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "write timed out",
+            )),
+        }
+    }
+
+    /// Half-closes: no more input from us; the server may still answer.
+    pub async fn shutdown_write(&mut self) {
+        self.writer.shutdown().await.expect("shutdown");
+    }
+
+    /// The next line (without its `\n`); panics on timeout or end of stream.
+    pub async fn line(&mut self) -> String {
+        match self.next_line().await {
+            Some(line) => line,
+            None => panic!("connection closed while a line was expected"),
+        }
+    }
+
+    /// The next line, or `None` at end of stream (or reset); panics on
+    /// timeout.
+    pub async fn next_line(&mut self) -> Option<String> {
+        let mut line = String::new();
+        let read = tokio::time::timeout(WAIT, self.reader.read_line(&mut line))
+            .await
+            .expect("no line within the wait bound");
+        match read {
+            Ok(0) | Err(_) => None,
+            Ok(_) => {
+                assert!(line.ends_with('\n'), "unterminated line {line:?}");
+                line.pop();
+                Some(line)
+            }
+        }
+    }
+
+    /// Asserts the next line is `expected`.
+    pub async fn expect(&mut self, expected: &str) {
+        let line = self.line().await;
+        assert_eq!(line, expected);
+    }
+
+    /// Asserts the next line starts with `prefix`; returns it.
+    pub async fn expect_prefix(&mut self, prefix: &str) -> String {
+        let line = self.line().await;
+        assert!(
+            line.starts_with(prefix),
+            "expected {prefix:?}..., got {line:?}"
+        );
+        line
+    }
+
+    /// Asserts the server closes the connection next (no more lines).
+    pub async fn expect_closed(&mut self) {
+        if let Some(line) = self.next_line().await {
+            panic!("expected the connection to close, got {line:?}");
+        }
+    }
+
+    /// Reads and discards until the server closes (bounded); returns the
+    /// number of bytes skipped.
+    pub async fn read_to_close(&mut self) -> usize {
+        let mut sink = Vec::new();
+        tokio::time::timeout(WAIT, self.reader.read_to_end(&mut sink))
+            .await
+            .expect("connection not closed within the wait bound")
+            .unwrap_or(0)
+    }
+
+    /// Asserts that nothing arrives before a fresh message to itself: the
+    /// server handles a connection's lines in order, so anything the server
+    /// had queued for us before this point would come first.
+    pub async fn sync(&mut self) {
+        assert!(!self.name.is_empty(), "sync needs a logged-in client");
+        self.syncs += 1;
+        let marker = format!("sync-{}", self.syncs);
+        let name = self.name.clone();
+        self.send(&format!("{name}: {marker}")).await;
+        self.expect(&format!("from {name}: {marker}")).await;
+    }
+}
+
+/// Waits (bounded) until `check` holds, polling every few milliseconds;
+/// for state the protocol has no event for, such as a name being freed.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
