@@ -1,1 +1,193 @@
-//! (tests to come)
+//! Shutdown: in-process through the handle, and the real binary on SIGTERM
+//! and SIGINT.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::util::{Client, WAIT, start};
+
+#[tokio::test]
+async fn every_connection_is_told_and_closed() {
+    let server = start();
+    let mut alice = server.login("alice").await;
+    let mut anon = server.connect().await;
+    let clients = async {
+        alice.expect("server: shutting down").await;
+        alice.expect_closed().await;
+        anon.expect("server: shutting down").await;
+        anon.expect_closed().await;
+    };
+    tokio::join!(server.shutdown(), clients);
+}
+
+#[tokio::test]
+async fn lines_sent_before_the_shutdown_are_delivered_before_the_goodbye() {
+    let server = start();
+    let mut alice = server.login("alice").await;
+    let mut bob = server.login("bob").await;
+    let n = 1000;
+    let burst: String = (0..n).map(|i| format!("bob: m{i}\n")).collect();
+    alice.send_raw(burst.as_bytes()).await;
+    // No waiting for bob: many of these lines are still unread in the
+    // server's socket when the shutdown starts.
+    let bob_reads = async {
+        for i in 0..n {
+            bob.expect(&format!("from alice: m{i}")).await;
+        }
+        bob.expect("server: shutting down").await;
+        bob.expect_closed().await;
+    };
+    let alice_reads = async {
+        alice.expect("server: shutting down").await;
+        alice.expect_closed().await;
+    };
+    tokio::join!(server.shutdown(), bob_reads, alice_reads);
+}
+
+/// The real server binary, started on a free port.
+struct Binary {
+    child: Child,
+    addr: std::net::SocketAddr,
+}
+
+impl Binary {
+    async fn start(args: &[&str]) -> Binary {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_achat-server"))
+            .args(["--bind", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start achat-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut first = String::new();
+        tokio::time::timeout(WAIT, BufReader::new(stdout).read_line(&mut first))
+            .await
+            .expect("no 'listening on' line in time")
+            .expect("read stdout");
+        let addr = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .parse()
+            .expect("an address");
+        Binary { child, addr }
+    }
+
+    async fn login(&self, name: &str) -> Client {
+        let mut client = Client::connect(self.addr).await;
+        client.send(name).await;
+        client
+            .expect_prefix(&format!("server: welcome {name} "))
+            .await;
+        client.name = name.to_owned();
+        client
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running");
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    async fn exit_status(mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("the server did not exit in time")
+            .expect("wait")
+    }
+}
+
+async fn signal_shuts_down_cleanly(signal: &str) {
+    let server = Binary::start(&[]).await;
+    let mut alice = server.login("alice").await;
+    let mut bob = server.login("bob").await;
+    let mut anon = Client::connect(server.addr).await;
+    let n = 1000;
+    let burst: String = (0..n).map(|i| format!("bob: m{i}\n")).collect();
+    alice.send_raw(burst.as_bytes()).await;
+    server.signal(signal);
+    for i in 0..n {
+        bob.expect(&format!("from alice: m{i}")).await;
+    }
+    bob.expect("server: shutting down").await;
+    bob.expect_closed().await;
+    alice.expect("server: shutting down").await;
+    alice.expect_closed().await;
+    anon.expect("server: shutting down").await;
+    anon.expect_closed().await;
+    let status = server.exit_status().await;
+    assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test]
+async fn sigterm_delivers_what_arrived_says_goodbye_and_exits_0() {
+    signal_shuts_down_cleanly("TERM").await;
+}
+
+#[tokio::test]
+async fn sigint_delivers_what_arrived_says_goodbye_and_exits_0() {
+    signal_shuts_down_cleanly("INT").await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_cannot_hold_the_shutdown_past_the_grace() {
+    let server = Binary::start(&["--shutdown-grace", "1s"]).await;
+    // Logged in, then never reads nor closes.
+    let _stuck = server.login("stuck").await;
+    let mut alice = server.login("alice").await;
+    alice.sync().await;
+    let started = tokio::time::Instant::now();
+    server.signal("TERM");
+    let status = server.exit_status().await;
+    assert!(status.success(), "exit status {status}");
+    // Bounded by the grace (plus start-up slack), not by the client.
+    assert!(started.elapsed() < Duration::from_secs(1) + WAIT / 2);
+}
+
+#[tokio::test]
+async fn the_binary_prints_help_and_version() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_achat-server"))
+        .arg("--help")
+        .output()
+        .expect("run");
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for flag in [
+        "--bind",
+        "--workers",
+        "--max-connections",
+        "--max-line-bytes",
+        "--max-outbox-bytes",
+        "--login-timeout",
+        "--shutdown-grace",
+    ] {
+        assert!(text.contains(flag), "--help lacks {flag}");
+    }
+    let version = std::process::Command::new(env!("CARGO_BIN_EXE_achat-server"))
+        .arg("--version")
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&version.stdout).starts_with("achat-server "));
+}
+
+#[tokio::test]
+async fn a_port_in_use_is_a_clear_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_achat-server"))
+        .args(["--bind", &addr])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot listen on"), "{err}");
+}

@@ -4,6 +4,9 @@
 //! test to the module whose name says what it checks; `util` is the shared
 //! harness (servers, clients, bounded waits).
 
+// Test code: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod util;
 
 mod chat;

@@ -125,6 +125,16 @@ impl Client {
         }
     }
 
+    /// The two halves, for reading and writing from different tasks.
+    pub fn split(self) -> (BufReader<OwnedReadHalf>, ClientWriter) {
+        (
+            self.reader,
+            ClientWriter {
+                writer: self.writer,
+            },
+        )
+    }
+
     /// Half-closes: no more input from us; the server may still answer.
     pub async fn shutdown_write(&mut self) {
         self.writer.shutdown().await.expect("shutdown");
@@ -171,8 +181,9 @@ impl Client {
         line
     }
 
-    /// Asserts the server closes the connection next (no more lines).
-    pub async fn expect_closed(&mut self) {
+    /// Asserts the server closes the connection next (no more lines), then
+    /// closes our side too (the server waits for that before it lets go).
+    pub async fn expect_closed(mut self) {
         if let Some(line) = self.next_line().await {
             panic!("expected the connection to close, got {line:?}");
         }
@@ -201,19 +212,44 @@ impl Client {
     }
 }
 
-/// Waits (bounded) until `check` holds, polling every few milliseconds;
-/// for state the protocol has no event for, such as a name being freed.
-pub async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !check().await {
+/// A bound for retry loops over round trips ("log in until the name is
+/// free"): each attempt waits for the server's answer, so the loop needs no
+/// sleep, only a limit.
+pub struct Deadline {
+    at: tokio::time::Instant,
+    what: String,
+}
+
+impl Deadline {
+    /// A deadline [`WAIT`] from now, for waiting on `what`.
+    pub fn new(what: &str) -> Deadline {
+        Deadline {
+            at: tokio::time::Instant::now() + WAIT,
+            what: what.to_owned(),
+        }
+    }
+
+    /// Panics if the deadline has passed.
+    pub fn check(&self) {
         assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
+            tokio::time::Instant::now() < self.at,
+            "timed out waiting for: {}",
+            self.what
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The writing half of a [`Client`].
+pub struct ClientWriter {
+    writer: OwnedWriteHalf,
+}
+
+impl ClientWriter {
+    /// Sends bytes as they are.
+    pub async fn send_raw(&mut self, bytes: &[u8]) {
+        tokio::time::timeout(WAIT, self.writer.write_all(bytes))
+            .await
+            .expect("write timed out")
+            .expect("write");
     }
 }
