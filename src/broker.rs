@@ -300,14 +300,13 @@ impl Handler<Connect> for Broker {
         // A connection accepted just before shutdown joins the shutdown.
         match &self.phase {
             Phase::Running => {}
-            Phase::Draining(weak) => match weak.upgrade() {
-                Some(guard) => {
+            Phase::Draining(weak) => {
+                // If the upgrade fails, draining is over and `say_goodbye`
+                // is about to run; it will reach this connection too.
+                if let Some(guard) = weak.upgrade() {
                     session.control.do_send(Control::Drain(DrainGuard(guard)));
                 }
-                None => {
-                    session.control.do_send(Control::Goodbye);
-                }
-            },
+            }
             Phase::Closing => {
                 session.control.do_send(Control::Goodbye);
             }

@@ -206,13 +206,33 @@ impl Acceptor {
                 }
             }
         }
+        self.turn_away_queued(listener);
         self.alive
+    }
+
+    /// Connections that completed their handshake before the shutdown but
+    /// were not accepted yet would be reset when the listener closes; they
+    /// are told instead.
+    fn turn_away_queued(&self, listener: TcpListener) {
+        let Ok(listener) = listener.into_std() else {
+            return;
+        };
+        // Real accept calls, not tokio's cached readiness: whatever is
+        // queued now is found.
+        while let Ok((stream, peer)) = listener.accept() {
+            let registered = stream
+                .set_nonblocking(true)
+                .and_then(|()| TcpStream::from_std(stream));
+            if let Ok(stream) = registered {
+                self.turn_away(stream, peer, ServerLine::ShuttingDown);
+            }
+        }
     }
 
     /// Starts a session for `stream` on the next worker, or refuses it.
     fn place(&mut self, stream: TcpStream, peer: SocketAddr, workers: &[Arbiter]) {
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-            self.refuse(stream, peer);
+            self.turn_away(stream, peer, ServerLine::Full);
             return;
         };
         let stream = match stream.into_std() {
@@ -240,23 +260,28 @@ impl Acceptor {
         }
     }
 
-    /// Tells a connection over `--max-connections` why it is closed.
-    fn refuse(&self, stream: TcpStream, peer: SocketAddr) {
-        warn!(
-            "refused {peer}: server full ({} connections)",
-            self.max_connections
-        );
+    /// Tells a connection why it is closed, and closes it.
+    fn turn_away(&self, stream: TcpStream, peer: SocketAddr, why: ServerLine) {
         let Ok(refusal) = self.refusals.clone().try_acquire_owned() else {
             return;
         };
         let mut line = Vec::new();
-        protocol::write_error(
-            &mut line,
-            format_args!(
-                "server full ({} connections), try again later",
-                self.max_connections
-            ),
-        );
+        match why {
+            ServerLine::Full => {
+                warn!(
+                    "refused {peer}: server full ({} connections)",
+                    self.max_connections
+                );
+                protocol::write_error(
+                    &mut line,
+                    format_args!(
+                        "server full ({} connections), try again later",
+                        self.max_connections
+                    ),
+                );
+            }
+            ServerLine::ShuttingDown => protocol::write_server(&mut line, "shutting down"),
+        }
         actix::spawn(async move {
             let _refusal = refusal;
             let mut stream = stream;
@@ -273,6 +298,14 @@ impl Acceptor {
             .await;
         });
     }
+}
+
+/// What a connection that is turned away is told.
+enum ServerLine {
+    /// Over `--max-connections`.
+    Full,
+    /// Arrived as the server was stopping.
+    ShuttingDown,
 }
 
 /// Completes on SIGINT (Ctrl-C) or SIGTERM, whichever comes first.

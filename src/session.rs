@@ -615,19 +615,6 @@ impl Actor for Session {
         ctx.spawn(ReadInput);
     }
 
-    fn stopping(&mut self, ctx: &mut Self::Context) -> Running {
-        log::trace!(
-            "conn {}: stopping: connected {} reading {} writing {} closing {} left {}",
-            self.id,
-            ctx.connected(),
-            self.reading,
-            self.writing,
-            self.closing,
-            self.left
-        );
-        Running::Stop
-    }
-
     fn stopped(&mut self, _: &mut Self::Context) {
         // Every way a session ends passes here, so the broker always hears.
         self.leave(None);
@@ -639,15 +626,6 @@ impl Handler<Deliver> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        log::trace!(
-            "conn {}: deliver {:?} (outbox {} written {} writing {} closing {})",
-            self.id,
-            String::from_utf8_lossy(&msg.bytes),
-            self.outbox.len(),
-            self.written,
-            self.writing,
-            self.closing
-        );
         self.backlog.sub(DELIVER_OVERHEAD);
         let bytes = msg.bytes;
         if self.outbox.is_empty() {
@@ -669,16 +647,6 @@ impl Handler<Control> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) {
-        log::trace!(
-            "conn {}: control {}",
-            self.id,
-            match &msg {
-                Control::Evict => "evict",
-                Control::Close => "close",
-                Control::Drain(_) => "drain",
-                Control::Goodbye => "goodbye",
-            }
-        );
         match msg {
             Control::Evict => ctx.stop(),
             Control::Close => self.begin_close(ctx),

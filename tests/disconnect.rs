@@ -87,9 +87,14 @@ async fn messages_to_a_peer_that_left_are_refused_with_an_error() {
     let deadline = Deadline::new("bob is seen as offline");
     loop {
         alice.send("bob: are you there?").await;
-        if alice.line().await == "error: not online: bob (message not delivered to them)" {
+        // The message to herself marks the end of the answer.
+        alice.send("alice: mark").await;
+        let line = alice.line().await;
+        if line == "error: not online: bob (message not delivered to them)" {
+            alice.expect("from alice: mark").await;
             break;
         }
+        assert_eq!(line, "from alice: mark");
         deadline.check();
     }
 }

@@ -14,6 +14,10 @@ async fn every_connection_is_told_and_closed() {
     let server = start();
     let mut alice = server.login("alice").await;
     let mut anon = server.connect().await;
+    // Make sure the server has accepted it (a connection still in the
+    // listen queue when the listener closes is reset by the kernel).
+    anon.send("/who").await;
+    anon.expect("error: log in first: send your name").await;
     let clients = async {
         alice.expect("server: shutting down").await;
         alice.expect_closed().await;
@@ -111,6 +115,8 @@ async fn signal_shuts_down_cleanly(signal: &str) {
     let mut alice = server.login("alice").await;
     let mut bob = server.login("bob").await;
     let mut anon = Client::connect(server.addr).await;
+    anon.send("/who").await;
+    anon.expect("error: log in first: send your name").await;
     let n = 1000;
     let burst: String = (0..n).map(|i| format!("bob: m{i}\n")).collect();
     alice.send_raw(burst.as_bytes()).await;

@@ -37,6 +37,8 @@ pub fn start() -> TestServer {
 
 /// Starts a server with `config` on a free port of 127.0.0.1.
 pub fn start_with(config: Config) -> TestServer {
+    // Server logs, for a failing test: RUST_LOG=achat=debug cargo test ...
+    let _ = env_logger::builder().is_test(true).try_init();
     let listener = achat::server::bind("127.0.0.1:0").expect("bind");
     let handle = achat::spawn(listener, config).expect("spawn server");
     TestServer {
