@@ -271,3 +271,122 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod properties {
+    //! The line reader against a model: the whole input cut into lines by
+    //! the rules of `docs/PROTOCOL.md`, written as plainly as possible.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Owned {
+        Line(String),
+        TooLong,
+        NotUtf8,
+    }
+
+    /// Feeds `chunks` one after the other; returns the frames and the final
+    /// state (mid-line or not, bytes held).
+    fn run(max: usize, chunks: &[&[u8]]) -> (Vec<Owned>, bool, usize) {
+        let mut reader = LineReader::new(max);
+        let mut out = Vec::new();
+        for chunk in chunks {
+            let mut input = *chunk;
+            while let Some(frame) = reader.next_frame(&mut input) {
+                out.push(match frame {
+                    Frame::Line(l) => Owned::Line(l.to_owned()),
+                    Frame::TooLong => Owned::TooLong,
+                    Frame::NotUtf8 => Owned::NotUtf8,
+                });
+            }
+            assert!(input.is_empty(), "a chunk was not used up");
+            assert!(
+                reader.partial.len() <= max + 1,
+                "held {} bytes for a limit of {max}",
+                reader.partial.len()
+            );
+        }
+        let held = if reader.is_mid_line() {
+            reader.partial.len()
+        } else {
+            0
+        };
+        (out, reader.is_mid_line(), held)
+    }
+
+    /// The rules, applied to the whole input at once.
+    fn model(max: usize, input: &[u8]) -> Vec<Owned> {
+        let mut out = Vec::new();
+        let mut pieces: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
+        let unfinished = pieces.pop().unwrap_or_default();
+        for piece in pieces {
+            let line = piece.strip_suffix(b"\r").unwrap_or(piece);
+            out.push(if line.len() > max {
+                Owned::TooLong
+            } else {
+                match std::str::from_utf8(line) {
+                    Ok(s) => Owned::Line(s.to_owned()),
+                    Err(_) => Owned::NotUtf8,
+                }
+            });
+        }
+        // An unfinished line is reported once it cannot fit any more.
+        let len = unfinished.len();
+        if len > max + 1 || (len == max + 1 && unfinished.last() != Some(&b'\r')) {
+            out.push(Owned::TooLong);
+        }
+        out
+    }
+
+    /// Bytes rich in the characters that matter: newlines, carriage
+    /// returns, bytes that break UTF-8, and multi-byte characters.
+    fn input() -> impl Strategy<Value = Vec<u8>> {
+        let byte = prop_oneof![
+            4 => Just(b'a'),
+            2 => Just(b'\n'),
+            2 => Just(b'\r'),
+            1 => Just(0xff_u8),
+            1 => Just(0xc3_u8),
+            1 => Just(0xa9_u8),
+            1 => any::<u8>(),
+        ];
+        proptest::collection::vec(byte, 0..200)
+    }
+
+    /// Cut points for splitting an input of length `len` into reads.
+    fn splits(input: Vec<u8>) -> impl Strategy<Value = (Vec<u8>, Vec<usize>)> {
+        let len = input.len();
+        (Just(input), proptest::collection::vec(0..=len, 0..12))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn any_split_gives_the_same_frames_and_state(
+            (input, mut cuts) in input().prop_flat_map(splits),
+            max in 1usize..12,
+        ) {
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut start = 0;
+            for cut in cuts {
+                chunks.push(&input[start..cut]);
+                start = cut;
+            }
+            chunks.push(&input[start..]);
+            let whole = run(max, &[&input]);
+            let split = run(max, &chunks);
+            prop_assert_eq!(&split, &whole);
+            prop_assert_eq!(whole.0, model(max, &input));
+        }
+
+        #[test]
+        fn byte_at_a_time_matches_the_model(input in input(), max in 1usize..12) {
+            let bytes: Vec<&[u8]> = input.chunks(1).collect();
+            prop_assert_eq!(run(max, &bytes).0, model(max, &input));
+        }
+    }
+}

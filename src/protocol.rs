@@ -210,6 +210,42 @@ fn write_line(out: &mut Vec<u8>, prefix: &str, text: impl fmt::Display) {
     out.push(b'\n');
 }
 
+/// A line written by the server, as a client reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerLine<'a> {
+    /// `from <sender>: <text>`: a relayed message.
+    Message {
+        /// Who sent it.
+        from: &'a str,
+        /// What they wrote.
+        text: &'a str,
+    },
+    /// `server: <text>`.
+    Server(&'a str),
+    /// `error: <text>`.
+    Error(&'a str),
+    /// Anything else (a server that is not achat may send anything).
+    Other(&'a str),
+}
+
+/// Tells the kinds of server lines apart (for clients; the line is given
+/// without its `\n`). A sender's name cannot contain `:`, so the first `": "`
+/// after `from ` ends it, and the text comes back exactly as written.
+pub fn parse_server_line(line: &str) -> ServerLine<'_> {
+    if let Some(rest) = line.strip_prefix("from ") {
+        if let Some((from, text)) = rest.split_once(": ") {
+            return ServerLine::Message { from, text };
+        }
+    }
+    if let Some(text) = line.strip_prefix("server: ") {
+        return ServerLine::Server(text);
+    }
+    if let Some(text) = line.strip_prefix("error: ") {
+        return ServerLine::Error(text);
+    }
+    ServerLine::Other(line)
+}
+
 /// The answer to `/help`, one `server:` line per entry.
 pub const HELP: &[&str] = &[
     "send a message: name: text   (e.g. 'bob: hi')",
@@ -427,5 +463,69 @@ mod tests {
         assert_eq!(truncate_chars("abc", 5), "abc");
         assert_eq!(truncate_chars("abcdef", 3), "abc...");
         assert_eq!(truncate_chars("ééé", 2), "éé...");
+    }
+}
+
+#[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Names that pass validation (and some that nearly do).
+    fn name() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9_.é日ß-]{1,32}"
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(line in any::<String>()) {
+            let _ = parse_request(&line);
+            let _ = validate_name(line.trim());
+            let _ = parse_server_line(&line);
+        }
+
+        #[test]
+        fn a_valid_name_can_always_be_addressed(
+            name in name(),
+            others in proptest::collection::vec(name(), 0..4),
+            text in "[^\n]{0,40}",
+        ) {
+            prop_assume!(validate_name(&name).is_ok());
+            let mut list = others.clone();
+            list.push(name.clone());
+            let line = format!("{}: {text}", list.join(" , "));
+            match parse_request(&line) {
+                Ok(Request::Chat(chat)) => {
+                    prop_assert!(chat.names.contains(&name.as_str()));
+                    prop_assert!(!chat.everyone);
+                    prop_assert_eq!(chat.text, text.trim());
+                }
+                other => prop_assert!(false, "{:?} parsed as {:?}", line, other),
+            }
+        }
+
+        #[test]
+        fn a_formatted_message_parses_back(name in name(), text in "[^\n]{0,60}") {
+            prop_assume!(validate_name(&name).is_ok());
+            let mut out = Vec::new();
+            write_message(&mut out, &name, &text);
+            let line = std::str::from_utf8(&out).unwrap();
+            let line = line.strip_suffix('\n').unwrap();
+            prop_assert_eq!(
+                parse_server_line(line),
+                ServerLine::Message { from: &name, text: &text }
+            );
+        }
+
+        #[test]
+        fn a_name_that_validates_has_no_forbidden_character(name in any::<String>()) {
+            if validate_name(&name).is_ok() {
+                let chars = name.chars().count();
+                prop_assert!((1..=MAX_NAME_CHARS).contains(&chars));
+                prop_assert!(!name.chars().any(|c| c.is_whitespace()
+                    || c.is_control()
+                    || FORBIDDEN_NAME_CHARS.contains(&c)));
+            }
+        }
     }
 }
