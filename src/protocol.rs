@@ -232,10 +232,11 @@ pub enum ServerLine<'a> {
 /// without its `\n`). A sender's name cannot contain `:`, so the first `": "`
 /// after `from ` ends it, and the text comes back exactly as written.
 pub fn parse_server_line(line: &str) -> ServerLine<'_> {
-    if let Some(rest) = line.strip_prefix("from ") {
-        if let Some((from, text)) = rest.split_once(": ") {
-            return ServerLine::Message { from, text };
-        }
+    if let Some((from, text)) = line
+        .strip_prefix("from ")
+        .and_then(|rest| rest.split_once(": "))
+    {
+        return ServerLine::Message { from, text };
     }
     if let Some(text) = line.strip_prefix("server: ") {
         return ServerLine::Server(text);
