@@ -1,13 +1,9 @@
 //! Shutdown: in-process through the handle, and the real binary on SIGTERM
 //! and SIGINT.
 
-use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-use crate::util::{Client, WAIT, start};
+use crate::util::{Binary, Client, WAIT, start};
 
 #[tokio::test]
 async fn every_connection_is_told_and_closed() {
@@ -49,65 +45,6 @@ async fn lines_sent_before_the_shutdown_are_delivered_before_the_goodbye() {
         alice.expect_closed().await;
     };
     tokio::join!(server.shutdown(), bob_reads, alice_reads);
-}
-
-/// The real server binary, started on a free port.
-struct Binary {
-    child: Child,
-    addr: std::net::SocketAddr,
-}
-
-impl Binary {
-    async fn start(args: &[&str]) -> Binary {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_achat-server"))
-            .args(["--bind", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start achat-server");
-        let stdout = child.stdout.take().expect("stdout");
-        let mut first = String::new();
-        tokio::time::timeout(WAIT, BufReader::new(stdout).read_line(&mut first))
-            .await
-            .expect("no 'listening on' line in time")
-            .expect("read stdout");
-        let addr = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .parse()
-            .expect("an address");
-        Binary { child, addr }
-    }
-
-    async fn login(&self, name: &str) -> Client {
-        let mut client = Client::connect(self.addr).await;
-        client.send(name).await;
-        client
-            .expect_prefix(&format!("server: welcome {name} "))
-            .await;
-        client.name = name.to_owned();
-        client
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().expect("running");
-        let status = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &pid.to_string()])
-            .status()
-            .expect("run kill");
-        assert!(status.success());
-    }
-
-    async fn exit_status(mut self) -> std::process::ExitStatus {
-        tokio::time::timeout(WAIT, self.child.wait())
-            .await
-            .expect("the server did not exit in time")
-            .expect("wait")
-    }
 }
 
 async fn signal_shuts_down_cleanly(signal: &str) {

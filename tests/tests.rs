@@ -12,6 +12,7 @@ mod util;
 mod chat;
 mod commands;
 mod disconnect;
+mod faults;
 mod limits;
 mod login;
 mod netcat;

@@ -127,6 +127,14 @@ impl Client {
         }
     }
 
+    /// The socket itself, for tests that need socket options.
+    pub fn into_stream(self) -> TcpStream {
+        self.reader
+            .into_inner()
+            .reunite(self.writer)
+            .expect("halves of one stream")
+    }
+
     /// The two halves, for reading and writing from different tasks.
     pub fn split(self) -> (BufReader<OwnedReadHalf>, ClientWriter) {
         (
@@ -247,11 +255,144 @@ pub struct ClientWriter {
 }
 
 impl ClientWriter {
+    /// Sends bytes, returning the error if the server has closed on us.
+    pub async fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match tokio::time::timeout(WAIT, self.writer.write_all(bytes)).await {
+            Ok(result) => result,
+            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out")),
+        }
+    }
+
     /// Sends bytes as they are.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         tokio::time::timeout(WAIT, self.writer.write_all(bytes))
             .await
             .expect("write timed out")
             .expect("write");
+    }
+}
+
+/// The real server binary, started on a free port, its standard error
+/// collected (see [`Binary::stderr`]).
+pub struct Binary {
+    child: tokio::process::Child,
+    pub addr: SocketAddr,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+    logged: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl Binary {
+    /// `achat-server --bind 127.0.0.1:0 <args>`.
+    pub async fn start(args: &[&str]) -> Binary {
+        Binary::start_under(&[], args).await
+    }
+
+    /// The same, run under a wrapper command such as `prlimit --nofile=...`.
+    pub async fn start_under(wrapper: &[&str], args: &[&str]) -> Binary {
+        use std::process::Stdio;
+        let server = env!("CARGO_BIN_EXE_achat-server");
+        let mut command = match wrapper.split_first() {
+            Some((program, wrapper_args)) => {
+                let mut c = tokio::process::Command::new(program);
+                c.args(wrapper_args).arg(server);
+                c
+            }
+            None => tokio::process::Command::new(server),
+        };
+        let mut child = command
+            .args(["--bind", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start achat-server");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr_pipe = child.stderr.take().expect("stderr");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let logged = std::sync::Arc::new(tokio::sync::Notify::new());
+        let (collected, notify) = (stderr.clone(), logged.clone());
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stderr_pipe).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                eprintln!("[achat-server] {line}");
+                if let Ok(mut all) = collected.lock() {
+                    all.push_str(&line);
+                    all.push('\n');
+                }
+                notify.notify_waiters();
+            }
+        });
+        let mut first = String::new();
+        tokio::time::timeout(WAIT, BufReader::new(stdout).read_line(&mut first))
+            .await
+            .expect("no 'listening on' line in time")
+            .expect("read stdout");
+        let addr = first
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+            .parse()
+            .expect("an address");
+        Binary {
+            child,
+            addr,
+            stderr,
+            logged,
+        }
+    }
+
+    /// What the server has logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Waits (bounded) until the server has logged a line containing
+    /// `needle`.
+    pub async fn wait_for_log(&self, needle: &str) {
+        let wait = async {
+            loop {
+                let logged = self.logged.notified();
+                if self.stderr().contains(needle) {
+                    return;
+                }
+                logged.await;
+            }
+        };
+        if tokio::time::timeout(WAIT, wait).await.is_err() {
+            panic!("the server never logged {needle:?}; it logged:\n{}", self.stderr());
+        }
+    }
+
+    /// A new connection logged in as `name`.
+    pub async fn login(&self, name: &str) -> Client {
+        let mut client = Client::connect(self.addr).await;
+        client.send(name).await;
+        client.expect_prefix(&format!("server: welcome {name} ")).await;
+        client.name = name.to_owned();
+        client
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("running")
+    }
+
+    /// Sends the server a signal (`TERM`, `INT`, ...).
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.pid().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+
+    /// Waits (bounded) for the server to exit.
+    pub async fn exit_status(mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(WAIT, self.child.wait())
+            .await
+            .expect("the server did not exit in time")
+            .expect("wait")
     }
 }
