@@ -80,8 +80,14 @@ async fn a_recipient_that_vanishes_with_output_queued() {
     let confirm = async move {
         let mut lines = alice_r.lines();
         for _ in 0..n {
-            let line = tokio::time::timeout(WAIT, lines.next_line()).await.unwrap().unwrap();
-            assert_eq!(line.as_deref(), Some(format!("from alice: {text}").as_str()));
+            let line = tokio::time::timeout(WAIT, lines.next_line())
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(
+                line.as_deref(),
+                Some(format!("from alice: {text}").as_str())
+            );
         }
         lines
     };
@@ -178,8 +184,9 @@ async fn sigterm_in_heavy_traffic_loses_nothing_that_arrived() {
             let mut lines = reader.lines();
             let mut next = 0u64;
             let mut goodbye = false;
-            while let Ok(Some(line)) =
-                tokio::time::timeout(WAIT, lines.next_line()).await.expect("r stalled")
+            while let Ok(Some(line)) = tokio::time::timeout(WAIT, lines.next_line())
+                .await
+                .expect("r stalled")
             {
                 if line == "server: shutting down" {
                     goodbye = true;

@@ -9,6 +9,7 @@
 
 mod util;
 
+mod chaos;
 mod chat;
 mod commands;
 mod disconnect;

@@ -58,6 +58,17 @@ impl TestServer {
         }
     }
 
+    /// A new connection to `addr`, logged in as `name`.
+    pub async fn client_for(addr: SocketAddr, name: &str) -> Client {
+        let mut client = Client::connect(addr).await;
+        client.send(name).await;
+        client
+            .expect_prefix(&format!("server: welcome {name} "))
+            .await;
+        client.name = name.to_owned();
+        client
+    }
+
     /// A new connection, not logged in.
     pub async fn connect(&self) -> Client {
         Client::connect(self.addr).await
@@ -255,11 +266,19 @@ pub struct ClientWriter {
 }
 
 impl ClientWriter {
+    /// The socket's write half itself.
+    pub fn into_inner(self) -> OwnedWriteHalf {
+        self.writer
+    }
+
     /// Sends bytes, returning the error if the server has closed on us.
     pub async fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         match tokio::time::timeout(WAIT, self.writer.write_all(bytes)).await {
             Ok(result) => result,
-            Err(_) => Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "write timed out")),
+            Err(_) => Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "write timed out",
+            )),
         }
     }
 
@@ -316,7 +335,6 @@ impl Binary {
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr_pipe).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("[achat-server] {line}");
                 if let Ok(mut all) = collected.lock() {
                     all.push_str(&line);
                     all.push('\n');
@@ -361,7 +379,10 @@ impl Binary {
             }
         };
         if tokio::time::timeout(WAIT, wait).await.is_err() {
-            panic!("the server never logged {needle:?}; it logged:\n{}", self.stderr());
+            panic!(
+                "the server never logged {needle:?}; it logged:\n{}",
+                self.stderr()
+            );
         }
     }
 
@@ -369,7 +390,9 @@ impl Binary {
     pub async fn login(&self, name: &str) -> Client {
         let mut client = Client::connect(self.addr).await;
         client.send(name).await;
-        client.expect_prefix(&format!("server: welcome {name} ")).await;
+        client
+            .expect_prefix(&format!("server: welcome {name} "))
+            .await;
         client.name = name.to_owned();
         client
     }
