@@ -27,11 +27,13 @@
 //! - [`server`]: the accept loop, worker placement, start and the ordered
 //!   shutdown; [`server::run`] takes a bound listener and a shutdown future;
 //! - [`limits`]: fitting `--max-connections` to the descriptor limit.
+//! - [`client`]: `achat-client`'s logic, its pipe and terminal modes.
 //!
 //! The binaries in `src/bin/` are thin: parse the command line, set up
 //! logging, bind, call the library.
 
 pub mod broker;
+pub mod client;
 pub mod config;
 pub mod limits;
 pub mod line_reader;

@@ -11,6 +11,7 @@ mod util;
 
 mod chaos;
 mod chat;
+mod client;
 mod commands;
 mod disconnect;
 mod faults;

@@ -1,0 +1,616 @@
+//! `achat-client`, the real binary, against real servers on port 0: pipe
+//! mode, `--name`, servers that are absent, close or drop, a server of the
+//! tutorial's kind, exit statuses, and terminal mode in a pseudo-terminal.
+//!
+//! Every wait is bounded by [`WAIT`]: for the client to exit, for a line,
+//! for the screen to show something.
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::num::NonZeroU16;
+use std::process::{ExitStatus, Stdio};
+use std::time::Instant;
+
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::net::TcpListener;
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use crate::util::{WAIT, start};
+
+const CLIENT: &str = env!("CARGO_BIN_EXE_achat-client");
+
+/// What a finished client left behind.
+struct Finished {
+    status: ExitStatus,
+    stdout: String,
+    stderr: String,
+}
+
+impl Finished {
+    fn code(&self) -> i32 {
+        self.status
+            .code()
+            .unwrap_or_else(|| panic!("killed by a signal: {:?}", self.status))
+    }
+
+    /// The client's own voice: at most one line, never a panic.
+    fn assert_one_clean_line(&self) {
+        assert!(
+            self.stderr.lines().count() <= 1,
+            "more than one line on stderr: {:?}",
+            self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "{}", self.stderr);
+    }
+}
+
+fn client(args: &[&str]) -> Command {
+    let mut command = Command::new(CLIENT);
+    command
+        .args(args)
+        .env_remove("NO_COLOR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs the client with `input` on its standard input (then closed) and
+/// waits for it to exit.
+async fn run_client(args: &[&str], input: &[u8]) -> Finished {
+    let mut child = client(args).spawn().expect("run achat-client");
+    let mut stdin = child.stdin.take().unwrap();
+    // The client may exit without reading (a refused login): a broken
+    // pipe here is fine.
+    let _ = stdin.write_all(input).await;
+    drop(stdin);
+    finish(child).await
+}
+
+async fn finish(child: Child) -> Finished {
+    let output = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("the client did not exit in time")
+        .unwrap();
+    Finished {
+        status: output.status,
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+/// A client left running, its input open.
+struct Running {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl Running {
+    fn spawn(args: &[&str]) -> Running {
+        let mut child = client(args).spawn().expect("run achat-client");
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        Running {
+            child,
+            stdin,
+            stdout,
+        }
+    }
+
+    async fn expect_prefix(&mut self, prefix: &str) {
+        let line = tokio::time::timeout(WAIT, self.stdout.next_line())
+            .await
+            .expect("the client printed nothing in time")
+            .unwrap()
+            .expect("the client's output ended");
+        assert!(
+            line.starts_with(prefix),
+            "expected {prefix:?}..., got {line:?}"
+        );
+    }
+
+    /// Waits for the exit; what is left of stdout comes after the lines
+    /// already read.
+    async fn finish(mut self) -> Finished {
+        let mut stderr = self.child.stderr.take().unwrap();
+        let rest = async {
+            let mut out = String::new();
+            while let Some(line) = self.stdout.next_line().await.unwrap() {
+                out.push_str(&line);
+                out.push('\n');
+            }
+            let mut err = String::new();
+            stderr.read_to_string(&mut err).await.unwrap();
+            let status = self.child.wait().await.unwrap();
+            drop(self.stdin);
+            Finished {
+                status,
+                stdout: out,
+                stderr: err,
+            }
+        };
+        tokio::time::timeout(WAIT, rest)
+            .await
+            .expect("the client did not exit in time")
+    }
+}
+
+fn addr_arg(addr: SocketAddr) -> String {
+    addr.to_string()
+}
+
+#[tokio::test]
+async fn pipe_mode_delivers_every_line_even_a_last_one_without_newline() {
+    let server = start();
+    let mut bob = server.login("bob").await;
+    let addr = addr_arg(server.addr);
+    for round in 0..20 {
+        let input = format!("alice{round}\nbob: first {round}\nbob: last {round}");
+        let finished = run_client(&[&addr], input.as_bytes()).await;
+        assert_eq!(finished.code(), 0, "{}", finished.stderr);
+        assert_eq!(
+            finished.stdout,
+            format!("server: welcome alice{round} (2 online, /help for help)\n")
+        );
+        assert_eq!(finished.stderr, "");
+        bob.expect(&format!("from alice{round}: first {round}"))
+            .await;
+        bob.expect(&format!("from alice{round}: last {round}"))
+            .await;
+    }
+}
+
+#[tokio::test]
+async fn pipe_mode_prints_every_answer_exactly_then_exits_0() {
+    let server = start();
+    let addr = addr_arg(server.addr);
+    let input = b"\nalice\n/who\ncarol, alice: to both\nhello?\n";
+    let finished = run_client(&[&addr], input).await;
+    assert_eq!(finished.code(), 0, "{}", finished.stderr);
+    assert_eq!(
+        finished.stdout,
+        "server: welcome alice (1 online, /help for help)\n\
+         server: 1 online:\n\
+         server: alice\n\
+         from alice: to both\n\
+         error: not online: carol (message not delivered to them)\n\
+         error: expected 'name1, name2: message' (or '/help')\n"
+    );
+}
+
+#[tokio::test]
+async fn pipe_mode_sends_nothing_after_quit() {
+    let server = start();
+    let mut bob = server.login("bob").await;
+    let addr = addr_arg(server.addr);
+    let finished = run_client(&[&addr], b"alice\nbob: before\n/quit\nbob: after\n").await;
+    assert_eq!(finished.code(), 0, "{}", finished.stderr);
+    assert!(
+        finished.stdout.ends_with("server: bye\n"),
+        "{}",
+        finished.stdout
+    );
+    bob.expect("from alice: before").await;
+    // Anything alice had sent would come before this.
+    bob.sync().await;
+}
+
+#[tokio::test]
+async fn name_logs_in_and_reports_the_welcome() {
+    let server = start();
+    let mut bob = server.login("bob").await;
+    let addr = addr_arg(server.addr);
+    let finished = run_client(&[&addr, "--name", "alice"], b"bob: hi from a script").await;
+    assert_eq!(finished.code(), 0, "{}", finished.stderr);
+    assert_eq!(
+        finished.stdout,
+        "server: welcome alice (2 online, /help for help)\n"
+    );
+    assert_eq!(finished.stderr, "");
+    bob.expect("from alice: hi from a script").await;
+}
+
+#[tokio::test]
+async fn a_taken_name_exits_3_with_the_servers_reason() {
+    let server = start();
+    let _alice = server.login("alice").await;
+    let addr = addr_arg(server.addr);
+    let finished = run_client(&[&addr, "--name", "alice"], b"bob: never sent\n").await;
+    assert_eq!(finished.code(), 3, "{}", finished.stderr);
+    assert_eq!(
+        finished.stderr,
+        "achat-client: login refused by the server: the name 'alice' is taken, choose another\n"
+    );
+    assert_eq!(finished.stdout, "");
+}
+
+#[tokio::test]
+async fn an_invalid_name_exits_3() {
+    let server = start();
+    let addr = addr_arg(server.addr);
+    let finished = run_client(&[&addr, "--name", "bob,carol"], b"").await;
+    assert_eq!(finished.code(), 3, "{}", finished.stderr);
+    finished.assert_one_clean_line();
+    assert!(
+        finished
+            .stderr
+            .starts_with("achat-client: login refused by the server: invalid name: "),
+        "{}",
+        finished.stderr
+    );
+}
+
+#[tokio::test]
+async fn usage_errors_exit_2() {
+    let server = start();
+    let addr = addr_arg(server.addr);
+    for args in [
+        vec!["--bogus"],
+        vec!["localhost"],
+        vec!["127.0.0.1:0"],
+        vec![addr.as_str(), "--name", "  "],
+        vec![addr.as_str(), "--name", "alice\nbob: sneaky"],
+        vec![addr.as_str(), "extra", "args"],
+    ] {
+        let finished = run_client(&args, b"").await;
+        assert_eq!(finished.code(), 2, "{args:?}: {}", finished.stderr);
+        assert!(!finished.stderr.contains("panicked"), "{}", finished.stderr);
+        assert_eq!(finished.stdout, "", "{args:?}");
+    }
+}
+
+#[tokio::test]
+async fn help_documents_the_exit_statuses_and_version_works() {
+    let help = run_client(&["--help"], b"").await;
+    assert_eq!(help.code(), 0);
+    for needle in [
+        "Usage: achat-client",
+        "--name",
+        "Exit status:",
+        "3  the server refused",
+    ] {
+        assert!(help.stdout.contains(needle), "{needle}: {}", help.stdout);
+    }
+    let version = run_client(&["--version"], b"").await;
+    assert_eq!(version.code(), 0);
+    assert_eq!(
+        version.stdout,
+        format!("achat-client {}\n", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[tokio::test]
+async fn no_server_exits_1_with_one_line() {
+    // A port that was free a moment ago and has no listener now.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let addr = addr_arg(addr);
+    for args in [vec![addr.as_str()], vec![addr.as_str(), "--name", "alice"]] {
+        let finished = run_client(&args, b"alice\n").await;
+        assert_eq!(finished.code(), 1, "{args:?}");
+        finished.assert_one_clean_line();
+        assert!(
+            finished
+                .stderr
+                .starts_with(&format!("achat-client: cannot connect to {addr}")),
+            "{}",
+            finished.stderr
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_server_shutting_down_mid_session_exits_1() {
+    let server = start();
+    let addr = addr_arg(server.addr);
+    let mut client = Running::spawn(&[&addr, "--name", "alice"]);
+    client.expect_prefix("server: welcome alice ").await;
+    server.shutdown().await;
+    let finished = client.finish().await;
+    assert_eq!(finished.code(), 1, "{}", finished.stderr);
+    assert_eq!(finished.stdout, "server: shutting down\n");
+    assert_eq!(
+        finished.stderr,
+        "achat-client: the server closed the connection\n"
+    );
+}
+
+#[tokio::test]
+async fn a_dropped_connection_exits_1() {
+    // A server that welcomes, then resets the connection.
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = addr_arg(listener.local_addr().unwrap());
+    let server = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut stream = BufReader::new(stream);
+        let mut name = String::new();
+        stream.read_line(&mut name).await.unwrap();
+        let mut stream = stream.into_inner();
+        stream
+            .write_all(b"server: welcome alice (1 online, /help for help)\n")
+            .await
+            .unwrap();
+        // SO_LINGER 0: closing sends a reset.
+        stream.set_zero_linger().unwrap();
+    });
+    let client = Running::spawn(&[&addr, "--name", "alice"]);
+    server.await.unwrap();
+    let finished = client.finish().await;
+    assert_eq!(finished.code(), 1, "{}", finished.stderr);
+    finished.assert_one_clean_line();
+    assert!(
+        finished
+            .stderr
+            .starts_with("achat-client: lost the connection to the server: "),
+        "{}",
+        finished.stderr
+    );
+}
+
+/// The tutorial's server, for one connection: the first line is the name,
+/// then `dest: text` lines are relayed as `from <name>: text` (here only a
+/// message to oneself has anyone to go to); no `server:` line ever.
+async fn tutorial_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (reader, mut writer) = stream.into_split();
+        let mut lines = BufReader::new(reader).lines();
+        let name = lines.next_line().await.unwrap().unwrap_or_default();
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some((dest, text)) = line.split_once(':')
+                && dest.split(',').any(|d| d.trim() == name)
+            {
+                let out = format!("from {name}: {}\n", text.trim());
+                writer.write_all(out.as_bytes()).await.unwrap();
+            }
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_tutorial_server_without_server_lines_works_with_name() {
+    let (addr, server) = tutorial_server().await;
+    let addr = addr_arg(addr);
+    let finished = run_client(&[&addr, "--name", "alice"], b"alice: note to self\n").await;
+    server.await.unwrap();
+    assert_eq!(finished.code(), 0, "{}", finished.stderr);
+    assert_eq!(finished.stdout, "from alice: note to self\n");
+    // The client says why it went on without a welcome.
+    finished.assert_one_clean_line();
+    assert!(
+        finished.stderr.contains("no answer to the login"),
+        "{}",
+        finished.stderr
+    );
+}
+
+/// The client in a pseudo-terminal, its output fed to a terminal emulator
+/// (vt100) so the test sees the screen a person would.
+struct Tty {
+    session: expectrl::session::OsSession,
+    output: std::sync::mpsc::Receiver<Vec<u8>>,
+    screen: vt100::Parser,
+    ended: bool,
+}
+
+impl Tty {
+    const ROWS: u16 = 24;
+    const COLS: u16 = 80;
+
+    fn spawn(args: &[&str]) -> Tty {
+        let mut command = std::process::Command::new(CLIENT);
+        command
+            .args(args)
+            .env_remove("NO_COLOR")
+            .env("TERM", "xterm-256color");
+        let mut session = expectrl::Session::spawn(command).expect("spawn in a pty");
+        session
+            .get_process_mut()
+            .set_window_size(Self::COLS, Self::ROWS)
+            .unwrap();
+        let mut pty = session.get_process().get_raw_handle().unwrap();
+        let (tx, output) = std::sync::mpsc::channel();
+        // A blocking reader on its own thread; the test waits on the
+        // channel with a deadline. It ends when the client has exited.
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match pty.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => {
+                        if tx.send(buf[..n].to_vec()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Tty {
+            session,
+            output,
+            screen: vt100::Parser::new(
+                NonZeroU16::new(Self::ROWS).unwrap(),
+                NonZeroU16::new(Self::COLS).unwrap(),
+                0,
+            ),
+            ended: false,
+        }
+    }
+
+    fn type_keys(&mut self, keys: &str) {
+        use expectrl::Expect as _;
+        self.session.send(keys).unwrap();
+    }
+
+    fn rows(&self) -> Vec<String> {
+        self.screen.screen().rows(0, Self::COLS).collect()
+    }
+
+    /// Feeds output to the emulator until `done` holds for the screen.
+    fn wait_for(&mut self, what: &str, done: impl Fn(&vt100::Screen) -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !done(self.screen.screen()) {
+            if self.ended {
+                panic!(
+                    "the client exited before {what}; screen:\n{}",
+                    self.screen.screen().contents()
+                );
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(bytes) => self.screen.process(&bytes),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => self.ended = true,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "timed out waiting for {what}; screen:\n{}",
+                    self.screen.screen().contents()
+                ),
+            }
+        }
+    }
+
+    /// Marks the terminal's settings while the client has it in raw mode
+    /// (echo on: the pty starts without echo, raw mode has none), so that
+    /// [`Tty::assert_terminal_restored`] can tell they were put back.
+    fn mark_raw_mode(&mut self) {
+        self.session.get_process_mut().set_echo(true, None).unwrap();
+    }
+
+    /// The settings the client found are back: the mark is gone.
+    fn assert_terminal_restored(&self) {
+        assert!(
+            !self.session.get_process().get_echo().unwrap(),
+            "the client did not restore the terminal's settings"
+        );
+    }
+
+    /// Waits for the client to exit (its output ends), returns its status.
+    fn wait_exit(&mut self) -> i32 {
+        let deadline = Instant::now() + WAIT;
+        while !self.ended {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.output.recv_timeout(left) {
+                Ok(bytes) => self.screen.process(&bytes),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => self.ended = true,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => panic!(
+                    "the client did not exit; screen:\n{}",
+                    self.screen.screen().contents()
+                ),
+            }
+        }
+        match self.session.get_process().wait().unwrap() {
+            expectrl::process::unix::WaitStatus::Exited(_, code) => code,
+            other => panic!("the client did not exit normally: {other:?}"),
+        }
+    }
+}
+
+/// The row the cursor is on, and the cursor's column.
+fn cursor_row(screen: &vt100::Screen) -> (String, u16) {
+    let (row, col) = screen.cursor_position();
+    let text = screen
+        .rows(0, Tty::COLS)
+        .nth(usize::from(row))
+        .unwrap_or_default();
+    (text, col)
+}
+
+#[tokio::test]
+async fn terminal_mode_keeps_the_typed_line_when_a_message_arrives() {
+    let server = start();
+    let mut bob = server.login("bob").await;
+    let addr = addr_arg(server.addr);
+    let mut tty = Tty::spawn(&[&addr, "--name", "alice"]);
+    tty.wait_for("the prompt", |s| {
+        s.contents().contains("server: welcome alice") && cursor_row(s).0 == "alice> "
+    });
+    tty.mark_raw_mode();
+
+    tty.type_keys("bob: half-typ");
+    tty.wait_for("the typed text", |s| {
+        cursor_row(s) == ("alice> bob: half-typ".to_owned(), 20)
+    });
+
+    bob.send("alice: a message while you type").await;
+    tty.wait_for("the message above the prompt", |s| {
+        s.contents().contains("from bob: a message while you type")
+    });
+    // The typed line is intact, alone on its row, the cursor at its end,
+    // and the message is on a row of its own above it.
+    tty.wait_for("the prompt redrawn", |s| {
+        cursor_row(s) == ("alice> bob: half-typ".to_owned(), 20)
+    });
+    let rows = tty.rows();
+    let message = rows
+        .iter()
+        .position(|r| r == "from bob: a message while you type")
+        .expect("the message has a row of its own");
+    let prompt = rows
+        .iter()
+        .position(|r| r == "alice> bob: half-typ")
+        .unwrap();
+    assert!(message < prompt, "{rows:#?}");
+    // Coloured by kind: the sender in colour, the text plain.
+    let screen = tty.screen.screen();
+    let message = u16::try_from(message).unwrap();
+    assert_ne!(
+        screen.cell(message, 0).unwrap().fgcolor(),
+        vt100::Color::Default
+    );
+    assert_eq!(
+        screen.cell(message, 12).unwrap().fgcolor(),
+        vt100::Color::Default
+    );
+
+    // Finishing the line sends exactly what was typed.
+    tty.type_keys("ed\r");
+    bob.expect("from alice: half-typed").await;
+
+    // Ctrl-D leaves with /quit: the server's bye is shown, the status is 0.
+    tty.type_keys("\x04");
+    tty.wait_for("the goodbye", |s| s.contents().contains("server: bye"));
+    assert_eq!(tty.wait_exit(), 0, "{}", tty.screen.screen().contents());
+    tty.assert_terminal_restored();
+}
+
+#[tokio::test]
+async fn terminal_mode_leaves_cleanly_on_sigterm() {
+    let server = start();
+    let addr = addr_arg(server.addr);
+    let mut tty = Tty::spawn(&[&addr, "--name", "alice"]);
+    tty.wait_for("the prompt", |s| cursor_row(s).0 == "alice> ");
+    tty.mark_raw_mode();
+    tty.session
+        .get_process_mut()
+        .signal(expectrl::process::unix::Signal::SIGTERM)
+        .unwrap();
+    tty.wait_for("the goodbye", |s| s.contents().contains("server: bye"));
+    assert_eq!(tty.wait_exit(), 0, "{}", tty.screen.screen().contents());
+    tty.assert_terminal_restored();
+}
+
+#[tokio::test]
+async fn terminal_mode_exits_1_when_the_server_goes_away() {
+    let server = start();
+    let addr = addr_arg(server.addr);
+    let mut tty = Tty::spawn(&[&addr, "--name", "alice"]);
+    tty.wait_for("the prompt", |s| cursor_row(s).0 == "alice> ");
+    tty.mark_raw_mode();
+    tty.type_keys("unsent");
+    tty.wait_for("the typed text", |s| cursor_row(s).0 == "alice> unsent");
+    server.shutdown().await;
+    assert_eq!(tty.wait_exit(), 1, "{}", tty.screen.screen().contents());
+    tty.assert_terminal_restored();
+    let contents = tty.screen.screen().contents();
+    assert!(contents.contains("server: shutting down"), "{contents}");
+    assert!(
+        contents.contains("achat-client: the server closed the connection"),
+        "{contents}"
+    );
+}
