@@ -35,10 +35,10 @@ fn a_read() -> Vec<u8> {
 fn session_read(reader: &mut LineReader, mut input: &[u8]) -> Batch {
     let mut batch = Batch::new();
     while let Some(frame) = reader.next_frame(&mut input) {
-        if let Frame::Line(line) = frame {
-            if let Ok(Request::Chat(chat)) = protocol::parse_request(line) {
-                batch.push_chat("sender", &chat);
-            }
+        if let Frame::Line(line) = frame
+            && let Ok(Request::Chat(chat)) = protocol::parse_request(line)
+        {
+            batch.push_chat("sender", &chat);
         }
     }
     batch
