@@ -198,7 +198,7 @@ impl Broker {
                 &mut err,
                 format_args!(
                     "not online: {} (message not delivered to {})",
-                    missing.join(", "),
+                    protocol::printable(&missing.join(", ")),
                     if missing.len() == 1 { "them" } else { "those" }
                 ),
             );

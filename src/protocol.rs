@@ -106,6 +106,10 @@ pub enum RequestError {
     /// The line starts with `/` but is not a known command.
     #[error("unknown command '/{0}', try /help")]
     UnknownCommand(String),
+    /// The text holds control characters (escape sequences and the like),
+    /// which could take over the terminal of a recipient using `nc`.
+    #[error("a message may not contain control characters (only tabs), not delivered")]
+    ControlCharacters,
 }
 
 /// Lines in a recipient list longer than this are deduplicated with a sort
@@ -126,7 +130,9 @@ pub fn parse_request(line: &str) -> Result<Request<'_>, RequestError> {
             "who" => Ok(Request::Command(Command::Who)),
             "quit" => Ok(Request::Command(Command::Quit)),
             "help" => Ok(Request::Command(Command::Help)),
-            other => Err(RequestError::UnknownCommand(truncate_chars(other, 32))),
+            other => Err(RequestError::UnknownCommand(printable(&truncate_chars(
+                other, 32,
+            )))),
         };
     }
     let (list, text) = line.split_once(':').ok_or(RequestError::NotAChatLine)?;
@@ -142,12 +148,24 @@ pub fn parse_request(line: &str) -> Result<Request<'_>, RequestError> {
     if names.is_empty() && !everyone {
         return Err(RequestError::NotAChatLine);
     }
+    let text = text.trim();
+    if text.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(RequestError::ControlCharacters);
+    }
     dedup_keep_order(&mut names);
     Ok(Request::Chat(ChatLine {
         everyone,
         names,
-        text: text.trim(),
+        text,
     }))
+}
+
+/// `s` with control characters replaced by `\u{fffd}`, for echoing a
+/// client's words back (in an error) without echoing escape sequences.
+pub fn printable(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
 }
 
 /// Removes repeated names, keeping each name's first position.
@@ -399,6 +417,27 @@ mod tests {
     }
 
     #[test]
+    fn control_characters_in_the_text_are_refused_but_tabs_are_fine() {
+        for text in ["\u{1b}[2J", "a\u{7}b", "x\ry", "\u{9b}31m", "\u{7f}"] {
+            assert_eq!(
+                parse_request(&format!("bob: {text}")),
+                Err(RequestError::ControlCharacters),
+                "{text:?}"
+            );
+        }
+        assert_eq!(chat("bob: a\tb").text, "a\tb");
+    }
+
+    #[test]
+    fn echoes_are_printable() {
+        assert_eq!(printable("a\u{1b}[1mb"), "a\u{fffd}[1mb");
+        assert_eq!(
+            parse_request("/\u{1b}[2J"),
+            Err(RequestError::UnknownCommand("\u{fffd}[2J".into()))
+        );
+    }
+
+    #[test]
     fn empty_text_is_allowed() {
         assert_eq!(chat("bob:").text, "");
     }
@@ -489,7 +528,7 @@ mod properties {
         fn a_valid_name_can_always_be_addressed(
             name in name(),
             others in proptest::collection::vec(name(), 0..4),
-            text in "[^\n]{0,40}",
+            text in "[^\\p{Cc}]{0,40}",
         ) {
             prop_assume!(validate_name(&name).is_ok());
             let mut list = others.clone();

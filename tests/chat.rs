@@ -175,3 +175,18 @@ async fn answers_come_in_the_order_of_the_lines() {
     alice.expect_prefix("error: expected").await;
     alice.expect("from alice: two").await;
 }
+
+#[tokio::test]
+async fn control_characters_in_a_message_are_refused() {
+    let server = start();
+    let mut alice = server.login("alice").await;
+    let mut bob = server.login("bob").await;
+    // An escape sequence would clear bob's screen if he uses nc.
+    alice.send_raw(b"bob: \x1b[2J\x1b[Hgotcha\n").await;
+    alice
+        .expect("error: a message may not contain control characters (only tabs), not delivered")
+        .await;
+    alice.send_raw(b"bob: tabs\tare fine\n").await;
+    bob.expect("from alice: tabs\tare fine").await;
+    bob.sync().await;
+}
