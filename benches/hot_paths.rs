@@ -13,7 +13,7 @@ use std::hint::black_box;
 use achat::Broker;
 use achat::line_reader::{Frame, LineReader};
 use achat::messages::{
-    Backlog, Batch, Connect, Control, DELIVER_OVERHEAD, Deliver, Login, Route, SessionLink,
+    Backlog, Batch, Connect, Control, Credit, DELIVER_OVERHEAD, Deliver, Login, Route, SessionLink,
 };
 use achat::protocol::{self, Request};
 use actix::prelude::*;
@@ -114,7 +114,14 @@ fn bench_broker_route(c: &mut Criterion) {
             || clone_batch(&input, &mut reader),
             |batch| {
                 system.block_on(async {
-                    let _ = broker.send(Route { from: 0, batch }).await;
+                    let credit = Credit::unlimited();
+                    let _ = broker
+                        .send(Route {
+                            from: 0,
+                            batch,
+                            credit,
+                        })
+                        .await;
                 })
             },
             BatchSize::SmallInput,

@@ -27,8 +27,8 @@ use log::{debug, info, warn};
 use tokio::sync::mpsc;
 
 use crate::messages::{
-    Backlog, Batch, ConnId, Connect, Control, DELIVER_OVERHEAD, Deliver, DrainGuard, Leave, Login,
-    LoginError, Name, Op, Route, SessionLink, Shutdown,
+    Backlog, Batch, ConnId, Connect, Control, DELIVER_OVERHEAD, Deliver, DrainGuard, Drained,
+    Leave, Login, LoginError, Name, Op, Route, SessionLink, Shutdown,
 };
 use crate::protocol;
 
@@ -362,7 +362,12 @@ impl Handler<Route> for Broker {
     type Result = ();
 
     fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) {
-        let Route { from, batch } = msg;
+        // `credit` goes back to the session when this returns.
+        let Route {
+            from,
+            batch,
+            credit: _credit,
+        } = msg;
         for op in batch.ops() {
             // Checked per op: a sender evicted halfway through its own
             // output (say, a thousand `/who`s) is not served further.
@@ -373,6 +378,16 @@ impl Handler<Route> for Broker {
             self.apply(from, &batch, op);
         }
         self.flush_soon(ctx);
+    }
+}
+
+impl Handler<Drained> for Broker {
+    type Result = ();
+
+    /// Everything the session read was handled before this message (one
+    /// mailbox, in order): dropping its guard says so to the shutdown.
+    fn handle(&mut self, msg: Drained, _: &mut Context<Self>) {
+        drop(msg.guard);
     }
 }
 
@@ -469,6 +484,7 @@ mod tests {
     //! what it is sent into a channel the test reads.
 
     use super::*;
+    use crate::messages::Credit;
     use crate::protocol::{Request, parse_request};
     use std::time::{Duration, Instant};
     use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -556,6 +572,7 @@ mod tests {
             .send(Route {
                 from: u64::MAX,
                 batch: Batch::new(),
+                credit: Credit::unlimited(),
             })
             .await
             .unwrap();
@@ -563,6 +580,7 @@ mod tests {
             .send(Route {
                 from: u64::MAX,
                 batch: Batch::new(),
+                credit: Credit::unlimited(),
             })
             .await
             .unwrap();
@@ -624,6 +642,7 @@ mod tests {
             .send(Route {
                 from: from.id,
                 batch: batch(name, lines),
+                credit: Credit::unlimited(),
             })
             .await
             .unwrap();

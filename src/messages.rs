@@ -10,7 +10,8 @@
 //! |-----------|------------------|---------------------------|
 //! | [`Connect`] | session → broker | none                    |
 //! | [`Login`]   | session → broker | `Result<(), LoginError>` |
-//! | [`Route`]   | session → broker | `()`, once handled (flow control) |
+//! | [`Route`]   | session → broker | none (its [`Credit`] returns when handled) |
+//! | [`Drained`] | session → broker | none (dropping its guard is the answer) |
 //! | [`Leave`]   | session → broker | none (the broker answers with [`Control::Close`]) |
 //! | [`Shutdown`]| server → broker  | `()`, once every session was told goodbye |
 //! | [`Deliver`] | broker → session | none                    |
@@ -103,10 +104,9 @@ pub enum LoginError {
 }
 
 /// Session → broker: the requests found in one read of a logged-in
-/// connection, in order. The broker replies `()` once it has handled them
-/// all; the session does not read its socket again before that, which is
-/// what slows a flooding client down to the broker's pace (TCP does the
-/// rest).
+/// connection, in order. Sent without waiting for an answer; the
+/// [`Credit`] it carries is what slows a flooding client down to the
+/// broker's pace.
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct Route {
@@ -114,6 +114,46 @@ pub struct Route {
     pub from: ConnId,
     /// What it asked for.
     pub batch: Batch,
+    /// Returned to the session when the broker drops the message, that is,
+    /// once it has handled the batch.
+    pub credit: Credit,
+}
+
+/// One of the few batches a session may have at the broker at once.
+///
+/// A session takes a permit from its own semaphore before it reads its
+/// socket and sends it along with the batch; the broker drops it with the
+/// message (RAII). A session out of permits stops reading until one comes
+/// back, so its unread input stays in the kernel and TCP slows the client
+/// down. Unlike a reply, returning a permit wakes the session only when it
+/// is actually waiting for one: no cross-thread wake-up per batch.
+#[derive(Debug)]
+pub struct Credit(
+    /// Never read: holding it is the point, dropping it the signal.
+    #[allow(dead_code)]
+    Option<tokio::sync::OwnedSemaphorePermit>,
+);
+
+impl Credit {
+    /// A permit taken from a session's semaphore.
+    pub fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Self {
+        Credit(Some(permit))
+    }
+
+    /// Credit that limits nothing (tests and benchmarks).
+    pub fn unlimited() -> Self {
+        Credit(None)
+    }
+}
+
+/// Session → broker: shutdown's drain is done for this session. Sent after
+/// its last [`Route`], so when the broker drops the guard (on receipt),
+/// everything the session read has been handled.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drained {
+    /// Dropped by the broker.
+    pub guard: DrainGuard,
 }
 
 /// Session → broker: this connection is ending. Sent exactly once per
@@ -159,7 +199,7 @@ pub enum Control {
     /// You left (answer to [`Leave`]): flush your output, then close.
     Close,
     /// Shutdown, phase one: read and route what is already waiting in your
-    /// socket, then stop reading, then drop the guard.
+    /// socket, stop reading, then send the guard back in [`Drained`].
     Drain(DrainGuard),
     /// Shutdown, phase two: write `server: shutting down`, flush, close.
     Goodbye,
@@ -204,6 +244,8 @@ pub struct BrokerLink {
     pub login: Recipient<Login>,
     /// Where [`Route`] goes.
     pub route: Recipient<Route>,
+    /// Where [`Drained`] goes.
+    pub drained: Recipient<Drained>,
     /// Where [`Leave`] goes.
     pub leave: Recipient<Leave>,
 }
@@ -212,16 +254,23 @@ impl BrokerLink {
     /// The link to any actor that handles the broker's messages.
     pub fn new<B>(addr: &Addr<B>) -> Self
     where
-        B: Actor + Handler<Connect> + Handler<Login> + Handler<Route> + Handler<Leave>,
+        B: Actor
+            + Handler<Connect>
+            + Handler<Login>
+            + Handler<Route>
+            + Handler<Drained>
+            + Handler<Leave>,
         B::Context: actix::dev::ToEnvelope<B, Connect>
             + actix::dev::ToEnvelope<B, Login>
             + actix::dev::ToEnvelope<B, Route>
+            + actix::dev::ToEnvelope<B, Drained>
             + actix::dev::ToEnvelope<B, Leave>,
     {
         BrokerLink {
             connect: addr.clone().recipient(),
             login: addr.clone().recipient(),
             route: addr.clone().recipient(),
+            drained: addr.clone().recipient(),
             leave: addr.clone().recipient(),
         }
     }

@@ -42,16 +42,23 @@ use actix::prelude::*;
 use log::{debug, info};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 
 use crate::line_reader::{Frame, LineReader};
 use crate::messages::{
-    Backlog, Batch, BrokerLink, ConnId, Connect, Control, DELIVER_OVERHEAD, Deliver, DrainGuard,
-    Leave, Login, LoginError, Name, Route, SessionLink,
+    Backlog, Batch, BrokerLink, ConnId, Connect, Control, Credit, DELIVER_OVERHEAD, Deliver,
+    DrainGuard, Drained, Leave, Login, LoginError, Name, Route, SessionLink,
 };
 use crate::protocol::{self, Command, Request};
 
 /// Size of the per-thread read buffer: one read takes at most this much.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Batches a session may have at the broker at once (see [`Credit`]): two,
+/// so the next read overlaps the broker's work on the last one, while a
+/// flooding client still has at most two reads' worth of input (128 KiB)
+/// in the server.
+const BATCHES_IN_FLIGHT: usize = 2;
 
 thread_local! {
     /// The read buffer of this worker thread. Sessions on one arbiter run
@@ -102,8 +109,13 @@ pub struct Session {
     /// Splits input into lines; holds an unfinished line between reads.
     lines: LineReader,
     state: State,
-    /// The request the input waits for, if any.
-    in_flight: Option<InFlight>,
+    /// What the input waits for, if anything.
+    waiting: Option<Waiting>,
+    /// Permits for batches at the broker ([`BATCHES_IN_FLIGHT`] in all).
+    credit: Arc<Semaphore>,
+    /// A permit taken for the next batch: held before reading, so input is
+    /// only read when its batch may go out.
+    permit: Option<OwnedSemaphorePermit>,
     /// Input read before a login answer arrived, to be read after it.
     held: Vec<u8>,
     /// Why input ends, once it does (acted on when nothing is in flight).
@@ -132,11 +144,12 @@ enum State {
     Online { name: Name },
 }
 
-/// A request to the broker the input waits for. Boxed: actix's request
-/// futures carry a timer and are not `Unpin`.
-enum InFlight {
+/// What the input waits for. Boxed: these futures are not `Unpin`.
+enum Waiting {
+    /// The broker's answer to a login (the name asked for).
     Login(Pin<Box<RecipientRequest<Login>>>, String),
-    Route(Pin<Box<RecipientRequest<Route>>>),
+    /// A batch's credit to come back from the broker.
+    Credit(Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>>>>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,7 +187,9 @@ impl Session {
                 lines: LineReader::new(cx.limits.max_line_bytes),
                 cx,
                 state: State::LoggingIn { timer },
-                in_flight: None,
+                waiting: None,
+                credit: Arc::new(Semaphore::new(BATCHES_IN_FLIGHT)),
+                permit: None,
                 held: Vec::new(),
                 input_end: None,
                 reading: true,
@@ -193,8 +208,8 @@ impl Session {
 
     // ----- input -------------------------------------------------------
 
-    /// Drives the input: waits for the broker's answer, then reads and
-    /// handles the next chunk, until input ends. Polled by [`ReadInput`].
+    /// Drives the input: takes a credit, reads, handles what was read, and
+    /// again, until input ends. Polled by [`ReadInput`].
     ///
     /// Completes only when the session closes. After input has ended it
     /// stays pending on purpose: actix stops an actor whose spawned futures
@@ -210,22 +225,37 @@ impl Session {
             if !self.reading {
                 return Poll::Pending;
             }
-            if let Some(in_flight) = &mut self.in_flight {
-                match in_flight {
-                    InFlight::Login(request, name) => {
+            if let Some(waiting) = &mut self.waiting {
+                match waiting {
+                    Waiting::Login(request, name) => {
                         let answer = ready!(request.as_mut().poll(task));
                         let name = std::mem::take(name);
-                        self.in_flight = None;
+                        self.waiting = None;
                         self.on_login_answer(answer, name, ctx);
                     }
-                    InFlight::Route(request) => {
-                        let answer = ready!(request.as_mut().poll(task));
-                        self.in_flight = None;
-                        if answer.is_err() {
-                            // The broker is gone: the server is stopping.
-                            ctx.stop();
-                            return Poll::Ready(());
+                    Waiting::Credit(acquire) => {
+                        let permit = ready!(acquire.as_mut().poll(task));
+                        self.waiting = None;
+                        match permit {
+                            Ok(permit) => self.permit = Some(permit),
+                            // Never closed while the session lives.
+                            Err(_) => ctx.stop(),
                         }
+                    }
+                }
+                continue;
+            }
+            if let Some(end) = self.input_end {
+                self.end_input(end, ctx);
+                continue;
+            }
+            if self.permit.is_none() {
+                match self.credit.clone().try_acquire_owned() {
+                    Ok(permit) => self.permit = Some(permit),
+                    Err(_) => {
+                        // Both batches are at the broker: wait for one.
+                        let acquire = self.credit.clone().acquire_owned();
+                        self.waiting = Some(Waiting::Credit(Box::pin(acquire)));
                     }
                 }
                 continue;
@@ -233,10 +263,6 @@ impl Session {
             if !self.held.is_empty() {
                 let held = std::mem::take(&mut self.held);
                 self.consume(&held, ctx);
-                continue;
-            }
-            if let Some(end) = self.input_end {
-                self.end_input(end, ctx);
                 continue;
             }
             if self.drain.is_some() {
@@ -268,7 +294,8 @@ impl Session {
     /// with real system calls (tokio's cached readiness could miss bytes
     /// that arrived since the reactor last looked), then stop reading.
     /// Reads at most the socket's receive buffer size, so a client that
-    /// keeps sending cannot hold the shutdown up.
+    /// keeps sending cannot hold the shutdown up. Returns to
+    /// [`Session::poll_input`] whenever it needs a credit or a login answer.
     fn drain_socket(&mut self, ctx: &mut Context<Self>) {
         let result = READ_BUFFER.with_borrow_mut(|buffer| {
             loop {
@@ -276,7 +303,7 @@ impl Session {
                 if budget == 0 {
                     self.input_end = Some(InputEnd::Drained);
                 }
-                if self.in_flight.is_some() || self.input_end.is_some() {
+                if self.permit.is_none() || self.waiting.is_some() || self.input_end.is_some() {
                     return Ok(());
                 }
                 let want = budget.min(buffer.len());
@@ -303,9 +330,9 @@ impl Session {
         }
     }
 
-    /// Handles one chunk of input. Stops early when a login request goes
-    /// out (what follows the name waits in `held` for the answer) or when
-    /// input ends (`/quit`: the rest is ignored).
+    /// Handles one chunk of input (read with a credit in hand). Stops early
+    /// when a login request goes out (what follows the name waits in `held`
+    /// for the answer) or when input ends (`/quit`: the rest is ignored).
     fn consume(&mut self, mut input: &[u8], ctx: &mut Context<Self>) {
         // Taken out for the loop: frames borrow it while `self` changes.
         let mut lines = std::mem::replace(&mut self.lines, LineReader::new(0));
@@ -332,11 +359,17 @@ impl Session {
         }
         self.lines = lines;
         if !batch.is_empty() {
-            let request = self.cx.broker.route.send(Route {
+            // The permit taken before the read goes with the batch; the
+            // next read takes a new one.
+            let credit = self
+                .permit
+                .take()
+                .map_or_else(Credit::unlimited, Credit::new);
+            self.cx.broker.route.do_send(Route {
                 from: self.id,
                 batch,
+                credit,
             });
-            self.in_flight = Some(InFlight::Route(Box::pin(request)));
         }
     }
 
@@ -380,7 +413,7 @@ impl Session {
                     id: self.id,
                     name: name.clone(),
                 });
-                self.in_flight = Some(InFlight::Login(Box::pin(request), name));
+                self.waiting = Some(Waiting::Login(Box::pin(request), name));
                 true
             }
             Err(e) => {
@@ -411,13 +444,16 @@ impl Session {
         }
     }
 
-    /// Acts on the end of input, once the broker has answered everything
-    /// read before it.
+    /// Acts on the end of input. Messages to the broker arrive in the
+    /// order they were sent, so what follows comes after every batch read
+    /// before it.
     fn end_input(&mut self, end: InputEnd, ctx: &mut Context<Self>) {
         self.reading = false;
         if end == InputEnd::Drained {
             // Shutdown phase one done for this session; `Goodbye` follows.
-            self.drain = None;
+            if let Some((guard, _)) = self.drain.take() {
+                self.cx.broker.drained.do_send(Drained { guard });
+            }
             return;
         }
         if matches!(self.state, State::Online { .. }) {

@@ -207,7 +207,7 @@ async fn sigterm_in_heavy_traffic_loses_nothing_that_arrived() {
     }
     // Let the traffic build up, then signal in the middle of it.
     let deadline = Deadline::new("traffic to build up");
-    while confirmed_at_signal.iter().any(|c| *c.borrow() < 20_000) {
+    while confirmed_at_signal.iter().any(|c| *c.borrow() < 5_000) {
         tokio::time::sleep(Duration::from_millis(5)).await;
         deadline.check();
     }
