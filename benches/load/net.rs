@@ -1,0 +1,75 @@
+//! Opening client connections: the server's address, the source addresses
+//! the client side is spread over (127.0.0.2, 127.0.0.3, ... so that tens
+//! of thousands of connections do not exhaust one address's ephemeral
+//! ports), and the file-descriptor limit.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use anyhow::{Context, bail};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Where and how clients connect.
+#[derive(Clone, Debug)]
+pub(crate) struct Net {
+    pub(crate) addr: SocketAddr,
+    sources: Vec<IpAddr>,
+}
+
+impl Net {
+    /// Clients of `addr`, bound round-robin to `sources` source addresses
+    /// 127.0.0.2, 127.0.0.3, ... (0: let the kernel choose).
+    pub(crate) fn new(addr: SocketAddr, sources: u8) -> anyhow::Result<Self> {
+        if !addr.ip().is_loopback() {
+            bail!("{addr} is not a loopback address: load only ever goes to 127.0.0.0/8 or ::1");
+        }
+        let sources = if sources > 0 && addr.is_ipv4() {
+            (0..sources.min(250))
+                .map(|k| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + k)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Net { addr, sources })
+    }
+
+    /// Connects client `i` (TCP_NODELAY: the generator batches its writes
+    /// itself). `recv_buffer` sets SO_RCVBUF first when given.
+    pub(crate) async fn connect(
+        &self,
+        i: usize,
+        recv_buffer: Option<u32>,
+    ) -> io::Result<TcpStream> {
+        let socket = if self.addr.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        if !self.sources.is_empty() {
+            // SO_REUSEADDR lets the bind reuse ports still in TIME_WAIT.
+            socket.set_reuseaddr(true)?;
+            socket.bind(SocketAddr::new(self.sources[i % self.sources.len()], 0))?;
+        }
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size)?;
+        }
+        let stream = socket.connect(self.addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+}
+
+/// Raises this process's soft descriptor limit to the hard one; returns it.
+pub(crate) fn raise_fd_limit() -> anyhow::Result<u64> {
+    let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).context("getrlimit(NOFILE)")?;
+    rlimit::increase_nofile_limit(hard).context("raising the descriptor limit")
+}
+
+/// Resolves `host:port` to the first address.
+pub(crate) fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
+    use std::net::ToSocketAddrs;
+    addr.to_socket_addrs()
+        .with_context(|| format!("bad address '{addr}'"))?
+        .next()
+        .with_context(|| format!("'{addr}' resolves to nothing"))
+}

@@ -1,0 +1,149 @@
+//! Reading a process from `/proc`: the server's resident memory (VmRSS in
+//! `/proc/<pid>/status`) and the CPU time of the server and of the
+//! generator itself (`/proc/<pid>/stat`, so one can tell whether the
+//! generator was the bottleneck). A sampler polls VmRSS every 100 ms so a
+//! scenario reports the peak, not only the end.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+
+/// Clock ticks per second of `/proc/<pid>/stat` times (USER_HZ, 100 on
+/// Linux everywhere that matters).
+const TICKS_PER_SECOND: f64 = 100.0;
+
+/// VmRSS of `pid`, in bytes.
+pub(crate) fn vm_rss(pid: u32) -> std::io::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| {
+            rest.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .map(|kb| kb * 1024)
+        .ok_or_else(|| std::io::Error::other(format!("no VmRSS in /proc/{pid}/status")))
+}
+
+/// User plus system CPU seconds of `pid` (`None`: this process).
+pub(crate) fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let path = match pid {
+        Some(pid) => format!("/proc/{pid}/stat"),
+        None => "/proc/self/stat".to_string(),
+    };
+    let stat = std::fs::read_to_string(path).ok()?;
+    // The command name (field 2) may hold spaces; fields after it are plain.
+    let after = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / TICKS_PER_SECOND)
+}
+
+/// CPU used by the generator and the server over a stretch of time.
+pub(crate) struct CpuMeter {
+    server: Option<u32>,
+    own0: Option<f64>,
+    server0: Option<f64>,
+    began: std::time::Instant,
+}
+
+impl CpuMeter {
+    pub(crate) fn start(server: Option<u32>) -> Self {
+        CpuMeter {
+            server,
+            own0: cpu_seconds(None),
+            server0: server.and_then(|pid| cpu_seconds(Some(pid))),
+            began: std::time::Instant::now(),
+        }
+    }
+
+    /// `{generator_cpu_s, generator_cores, server_cpu_s, server_cores}`:
+    /// seconds of CPU, and that divided by the wall time.
+    pub(crate) fn stop(&self) -> (Value, String) {
+        let wall = self.began.elapsed().as_secs_f64().max(1e-9);
+        let own = cpu_seconds(None).zip(self.own0).map(|(b, a)| b - a);
+        let server = self
+            .server
+            .and_then(|pid| cpu_seconds(Some(pid)))
+            .zip(self.server0)
+            .map(|(b, a)| b - a);
+        let fmt = |cpu: Option<f64>| match cpu {
+            Some(s) => format!("{s:.2} s ({:.2} cores)", s / wall),
+            None => "unknown".to_string(),
+        };
+        let human = format!("  cpu: generator {}, server {}", fmt(own), fmt(server));
+        let value = json!({
+            "wall_s": wall,
+            "generator_cpu_s": own,
+            "generator_cores": own.map(|s| s / wall),
+            "server_cpu_s": server,
+            "server_cores": server.map(|s| s / wall),
+        });
+        (value, human)
+    }
+}
+
+/// VmRSS figures over a stretch of time, in bytes.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct MemStats {
+    pub(crate) first: u64,
+    pub(crate) peak: u64,
+    pub(crate) last: u64,
+    pub(crate) samples: u64,
+}
+
+/// Polls a process's VmRSS every 100 ms.
+pub(crate) struct MemSampler {
+    stats: Arc<Mutex<MemStats>>,
+    task: JoinHandle<()>,
+}
+
+impl MemSampler {
+    /// Starts sampling `pid` (takes the first sample at once).
+    pub(crate) fn start(pid: u32) -> std::io::Result<Self> {
+        let first = vm_rss(pid)?;
+        let stats = Arc::new(Mutex::new(MemStats {
+            first,
+            peak: first,
+            last: first,
+            samples: 1,
+        }));
+        let shared = stats.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                let Ok(rss) = vm_rss(pid) else { return };
+                if let Ok(mut s) = shared.lock() {
+                    s.peak = s.peak.max(rss);
+                    s.last = rss;
+                    s.samples += 1;
+                }
+            }
+        });
+        Ok(MemSampler { stats, task })
+    }
+
+    /// The figures so far.
+    pub(crate) fn peek(&self) -> MemStats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
+    }
+
+    /// Stops sampling, with one last sample.
+    pub(crate) fn stop(self, pid: u32) -> MemStats {
+        self.task.abort();
+        let mut stats = self.peek();
+        if let Ok(rss) = vm_rss(pid) {
+            stats.peak = stats.peak.max(rss);
+            stats.last = rss;
+            stats.samples += 1;
+        }
+        stats
+    }
+}
