@@ -81,6 +81,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::mpsc;
 
+use crate::protocol::{ServerLine, parse_server_line};
+
 /// The address the client connects to when none is given.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 
@@ -227,44 +229,6 @@ impl ClientError {
     }
 }
 
-/// What a line from the server is, told by how it starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LineKind<'a> {
-    /// `from <sender>: <text>`: a relayed message.
-    From {
-        /// Who sent it.
-        sender: &'a str,
-        /// The message.
-        text: &'a str,
-    },
-    /// `server: <text>`: information from the server.
-    Server(&'a str),
-    /// `error: <text>`: a line of ours was rejected.
-    Error(&'a str),
-    /// Anything else (another server's notices).
-    Other,
-}
-
-/// Classifies one line from the server (without its line ending).
-pub fn classify(line: &str) -> LineKind<'_> {
-    if let Some(rest) = line.strip_prefix("from ")
-        && let Some((sender, text)) = rest.split_once(':')
-        && !sender.is_empty()
-    {
-        return LineKind::From {
-            sender,
-            text: text.strip_prefix(' ').unwrap_or(text),
-        };
-    }
-    if let Some(text) = line.strip_prefix("server:") {
-        return LineKind::Server(text.strip_prefix(' ').unwrap_or(text));
-    }
-    if let Some(text) = line.strip_prefix("error:") {
-        return LineKind::Error(text.strip_prefix(' ').unwrap_or(text));
-    }
-    LineKind::Other
-}
-
 /// How the first lines after a `--name` answer the login.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginAnswer<'a> {
@@ -280,18 +244,18 @@ pub enum LoginAnswer<'a> {
 
 /// Reads one line (without its line ending) as an answer to a login.
 pub fn login_answer(line: &str) -> LoginAnswer<'_> {
-    match classify(line) {
-        LineKind::Server(text) if text.starts_with("welcome") => LoginAnswer::Welcome,
-        LineKind::Server(_) => LoginAnswer::Notice,
-        LineKind::Error(text) => LoginAnswer::Refused(text),
-        LineKind::From { .. } | LineKind::Other => LoginAnswer::Other,
+    match parse_server_line(line) {
+        ServerLine::Server(text) if text.starts_with("welcome") => LoginAnswer::Welcome,
+        ServerLine::Server(_) => LoginAnswer::Notice,
+        ServerLine::Error(text) => LoginAnswer::Refused(text),
+        ServerLine::Message { .. } | ServerLine::Other(_) => LoginAnswer::Other,
     }
 }
 
 /// The name in a `server: welcome <name> ...` line, if it is one.
 pub fn welcomed_name(line: &str) -> Option<&str> {
-    match classify(line) {
-        LineKind::Server(text) => text
+    match parse_server_line(line) {
+        ServerLine::Server(text) => text
             .strip_prefix("welcome ")
             .and_then(|rest| rest.split_whitespace().next()),
         _ => None,
@@ -440,8 +404,8 @@ pub fn paint(line: &str) -> String {
     let error_style = Style::new().bold().fg_color(Some(AnsiColor::Red.into()));
     let mut out = String::with_capacity(line.len() + 16);
     // Writing to a String cannot fail.
-    let _ = match classify(line) {
-        LineKind::From { sender, .. } => {
+    let _ = match parse_server_line(line) {
+        ServerLine::Message { from: sender, .. } => {
             let head = "from ".len() + sender.len() + ':'.len_utf8();
             let (head, rest) = line.split_at(head);
             write!(
@@ -451,19 +415,19 @@ pub fn paint(line: &str) -> String {
                 sender_style.render_reset()
             )
         }
-        LineKind::Server(_) => write!(
+        ServerLine::Server(_) => write!(
             out,
             "{}{line}{}",
             server_style.render(),
             server_style.render_reset()
         ),
-        LineKind::Error(_) => write!(
+        ServerLine::Error(_) => write!(
             out,
             "{}{line}{}",
             error_style.render(),
             error_style.render_reset()
         ),
-        LineKind::Other => write!(out, "{line}"),
+        ServerLine::Other(_) => write!(out, "{line}"),
     };
     out
 }
@@ -947,33 +911,6 @@ mod tests {
         assert_eq!(parse_name("bob,carol"), Ok("bob,carol".to_owned()));
         let err = ClientArgs::try_parse_from(["achat-client", "--name", ""]).unwrap_err();
         assert_eq!(err.exit_code(), i32::from(EXIT_USAGE));
-    }
-
-    #[test]
-    fn lines_are_classified_by_their_first_word() {
-        assert_eq!(
-            classify("from alice: hi: there"),
-            LineKind::From {
-                sender: "alice",
-                text: "hi: there"
-            }
-        );
-        assert_eq!(
-            classify("from alice:"),
-            LineKind::From {
-                sender: "alice",
-                text: ""
-            }
-        );
-        assert_eq!(classify("server: bye"), LineKind::Server("bye"));
-        assert_eq!(
-            classify("error: not online: bob"),
-            LineKind::Error("not online: bob")
-        );
-        assert_eq!(classify("from : x"), LineKind::Other);
-        assert_eq!(classify("from nobody"), LineKind::Other);
-        assert_eq!(classify("hello"), LineKind::Other);
-        assert_eq!(classify("servers: x"), LineKind::Other);
     }
 
     #[test]

@@ -247,22 +247,33 @@ pub enum ServerLine<'a> {
 }
 
 /// Tells the kinds of server lines apart (for clients; the line is given
-/// without its `\n`). A sender's name cannot contain `:`, so the first `": "`
-/// after `from ` ends it, and the text comes back exactly as written.
+/// without its line ending). A sender's name cannot contain `:`, so the
+/// first `:` after `from ` ends it, and the text comes back exactly as
+/// written. One space after the `:` is expected but not required, so lines
+/// from other servers of the tutorial's protocol read the same.
 pub fn parse_server_line(line: &str) -> ServerLine<'_> {
     if let Some((from, text)) = line
         .strip_prefix("from ")
-        .and_then(|rest| rest.split_once(": "))
+        .and_then(|rest| rest.split_once(':'))
+        .filter(|(from, _)| !from.is_empty())
     {
-        return ServerLine::Message { from, text };
+        return ServerLine::Message {
+            from,
+            text: after_colon(text),
+        };
     }
-    if let Some(text) = line.strip_prefix("server: ") {
-        return ServerLine::Server(text);
+    if let Some(text) = line.strip_prefix("server:") {
+        return ServerLine::Server(after_colon(text));
     }
-    if let Some(text) = line.strip_prefix("error: ") {
-        return ServerLine::Error(text);
+    if let Some(text) = line.strip_prefix("error:") {
+        return ServerLine::Error(after_colon(text));
     }
     ServerLine::Other(line)
+}
+
+/// What follows a line's `:`, without the one space expected there.
+fn after_colon(text: &str) -> &str {
+    text.strip_prefix(' ').unwrap_or(text)
 }
 
 /// The answer to `/help`, one `server:` line per entry.
@@ -473,6 +484,30 @@ mod tests {
         let (prefix, text) = line.split_once(": ").unwrap();
         assert_eq!(prefix, "from alice");
         assert_eq!(text, "hi: there");
+    }
+
+    #[test]
+    fn server_lines_are_told_apart_by_their_first_word() {
+        let message = |from, text| ServerLine::Message { from, text };
+        assert_eq!(
+            parse_server_line("from alice: hi: there"),
+            message("alice", "hi: there")
+        );
+        assert_eq!(
+            parse_server_line("from alice:  spaced"),
+            message("alice", " spaced")
+        );
+        // Other servers of the tutorial's protocol may skip the space.
+        assert_eq!(parse_server_line("from alice:"), message("alice", ""));
+        assert_eq!(parse_server_line("from alice:x"), message("alice", "x"));
+        assert_eq!(parse_server_line("server: bye"), ServerLine::Server("bye"));
+        assert_eq!(
+            parse_server_line("error: not online: bob"),
+            ServerLine::Error("not online: bob")
+        );
+        for other in ["from : x", "from nobody", "hello", "servers: x"] {
+            assert_eq!(parse_server_line(other), ServerLine::Other(other));
+        }
     }
 
     #[test]
