@@ -76,13 +76,7 @@ impl TestServer {
 
     /// A new connection logged in as `name`.
     pub async fn login(&self, name: &str) -> Client {
-        let mut client = self.connect().await;
-        client.send(name).await;
-        client
-            .expect_prefix(&format!("server: welcome {name} "))
-            .await;
-        client.name = name.to_owned();
-        client
+        TestServer::client_for(self.addr, name).await
     }
 }
 
@@ -388,13 +382,7 @@ impl Binary {
 
     /// A new connection logged in as `name`.
     pub async fn login(&self, name: &str) -> Client {
-        let mut client = Client::connect(self.addr).await;
-        client.send(name).await;
-        client
-            .expect_prefix(&format!("server: welcome {name} "))
-            .await;
-        client.name = name.to_owned();
-        client
+        TestServer::client_for(self.addr, name).await
     }
 
     /// The server's process id.
