@@ -193,6 +193,9 @@ pub(crate) struct SlowArgs {
     /// Each bystander sends one message to the other this often.
     #[arg(long, default_value = "1ms", value_name = "DUR", value_parser = parse_duration)]
     pub(crate) bystander_interval: Duration,
+    /// Flood at most this many bytes per second [default: as fast as the socket takes it].
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub(crate) rate: Option<u64>,
     #[command(flatten)]
     pub(crate) common: Common,
 }
@@ -214,6 +217,9 @@ pub(crate) struct FloodArgs {
     /// Server memory growth still counted as bounded (the target).
     #[arg(long, default_value = "64MiB", value_name = "BYTES", value_parser = parse_bytes)]
     pub(crate) max_growth: u64,
+    /// Flood at most this many bytes per second [default: as fast as the socket takes it].
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub(crate) rate: Option<u64>,
     #[command(flatten)]
     pub(crate) common: Common,
 }

@@ -111,6 +111,7 @@ pub(crate) fn run(c: &CompareArgs) -> anyhow::Result<bool> {
     let servers = [("a", c.a.as_str()), ("b", c.b.as_str())];
     let mut results: [Vec<Option<Map<String, Value>>>; 2] = [Vec::new(), Vec::new()];
     let mut all_ok = true;
+    let mut outcomes: [Vec<bool>; 2] = [Vec::new(), Vec::new()];
     for run in 1..=c.runs.max(1) {
         for (k, (label, command)) in servers.iter().enumerate() {
             let log = c.logs.join(format!("{scenario}-{label}-run{run}.log"));
@@ -143,17 +144,25 @@ pub(crate) fn run(c: &CompareArgs) -> anyhow::Result<bool> {
             };
             report.print();
             all_ok &= report.ok();
-            results[k].push(report.ok().then(|| report.results.clone()));
+            // A failed run's figures still count (they are often the point),
+            // unless it has none.
+            results[k].push((!report.results.is_empty()).then(|| report.results.clone()));
+            outcomes[k].push(report.ok());
             // Let TIME_WAIT sockets and the machine settle between runs.
             std::thread::sleep(Duration::from_millis(500));
         }
     }
-    summarize(c, scenario, &results);
+    summarize(c, scenario, &results, &outcomes);
     Ok(all_ok)
 }
 
 /// Prints the per-run figures, medians and ratios, and the JSON line.
-fn summarize(c: &CompareArgs, scenario: &str, results: &[Vec<Option<Map<String, Value>>>; 2]) {
+fn summarize(
+    c: &CompareArgs,
+    scenario: &str,
+    results: &[Vec<Option<Map<String, Value>>>; 2],
+    outcomes: &[Vec<bool>; 2],
+) {
     let mut keys: Vec<String> = Vec::new();
     let flat: Flat = results
         .iter()
@@ -218,14 +227,26 @@ fn summarize(c: &CompareArgs, scenario: &str, results: &[Vec<Option<Map<String, 
             runs(&values[1])
         );
     }
-    let failed: Vec<usize> = results
+    let verdicts = |side: &[bool]| {
+        side.iter()
+            .map(|ok| if *ok { "ok" } else { "FAILED" })
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!(
+        "{:<40} {:>40}   {} | {}",
+        "run outcome",
+        "",
+        verdicts(&outcomes[0]),
+        verdicts(&outcomes[1])
+    );
+    let failed: Vec<usize> = outcomes
         .iter()
-        .map(|r| r.iter().filter(|x| x.is_none()).count())
+        .map(|o| o.iter().filter(|ok| !**ok).count())
         .collect();
     if failed.iter().any(|&f| f > 0) {
         println!(
-            "(failed runs, left out of the medians: a {}, b {})",
-            failed[0], failed[1]
+            "(failed runs count in the medians when they measured anything; their FAILED lines above say why)"
         );
     }
     let out = json!({

@@ -281,6 +281,8 @@ pub(crate) struct FloodPlan {
     pub(crate) budget: u64,
     /// ... or at this instant.
     pub(crate) until: Instant,
+    /// At most this many bytes per second (`None`: as fast as it goes).
+    pub(crate) rate: Option<u64>,
 }
 
 /// Sends as fast as the socket takes it, in 64 KiB writes, until the
@@ -297,7 +299,9 @@ pub(crate) async fn send_flood(
         text_len,
         budget,
         until,
+        rate,
     } = plan;
+    let began = Instant::now();
     let line_len = prefix.len() + text_len.max(40) + 1;
     let mut buf = Vec::with_capacity(BATCH_BYTES + line_len);
     let began_ns = shared.now_ns();
@@ -323,6 +327,10 @@ pub(crate) async fn send_flood(
         buf.clear();
         progress.store(bytes, Relaxed);
         timeline.push((shared.now_ns(), bytes));
+        if let Some(rate) = rate.filter(|r| *r > 0) {
+            let due = began + Duration::from_secs_f64(bytes as f64 / rate as f64);
+            tokio::time::sleep_until(due.into()).await;
+        }
     }
     Flooded {
         messages,

@@ -40,6 +40,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &FloodArgs) -> anyhow::Result<Report> {
     report.config("duration_s", a.duration.as_secs_f64());
     report.config("flood_bytes", a.flood_bytes);
     report.config("size", a.size);
+    report.config("rate_bytes_per_s", a.rate);
     report.config(
         "bystander_interval_us",
         a.bystander_interval.as_micros() as u64,
@@ -90,6 +91,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &FloodArgs) -> anyhow::Result<Report> {
         text_len: a.size,
         budget: a.flood_bytes,
         until: Instant::now() + a.duration,
+        rate: a.rate,
     };
     let so_far = Arc::new(AtomicU64::new(0));
     let flood = tokio::spawn(send_flood(shared.clone(), plan, write, so_far.clone()));

@@ -51,6 +51,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &SlowArgs) -> anyhow::Result<Report> {
     report.config("flood_bytes", a.flood_bytes);
     report.config("duration_s", a.duration.as_secs_f64());
     report.config("size", a.size);
+    report.config("rate_bytes_per_s", a.rate);
     report.config("max_outbox_bytes", a.max_outbox_bytes);
     report.config("slow_rcvbuf", a.slow_rcvbuf);
     report.config(
@@ -105,6 +106,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &SlowArgs) -> anyhow::Result<Report> {
         text_len: a.size,
         budget: a.flood_bytes,
         until: Instant::now() + a.duration,
+        rate: a.rate,
     };
     let flooded_so_far = Arc::new(AtomicU64::new(0));
     let flood = tokio::spawn(send_flood(
