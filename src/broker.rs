@@ -16,7 +16,7 @@
 //!   `pending` buffer and goes out as one [`Deliver`] once the mailbox is
 //!   empty (or enough has piled up), so one busy recipient receives one
 //!   message per round, not one per line.
-//! - Where a line goes is decided in one function, [`Broker::route`]; a
+//! - Where a line goes is decided in one function, `Broker::route`; a
 //!   future cluster mode adds remote routes there and nowhere else.
 
 use std::collections::HashMap;

@@ -5,7 +5,7 @@
 //! broker. It writes what the broker [`Deliver`]s.
 //!
 //! Reading and writing are two small [`ActorFuture`]s spawned into the
-//! actor's context ([`ReadInput`] and [`WriteOutput`]), which poll the socket
+//! actor's context (`ReadInput` and `WriteOutput`), which poll the socket
 //! through the actor's own fields. This is what actix's `StreamHandler` and
 //! `FramedWrite` would do, with three differences that matter here:
 //! - **Flow control.** After a read, the session does not read again until
