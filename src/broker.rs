@@ -27,8 +27,8 @@ use log::{debug, info, warn};
 use tokio::sync::mpsc;
 
 use crate::messages::{
-    Backlog, Batch, ConnId, Connect, Control, DELIVER_OVERHEAD, Deliver, DrainGuard, Drained,
-    Leave, Login, LoginError, Name, Op, Route, SessionLink, Shutdown,
+    Backlog, Batch, ConnId, Connect, Control, Credit, DELIVER_OVERHEAD, Deliver, DrainGuard,
+    Drained, Leave, Login, LoginError, Name, Op, Route, SessionLink, Shutdown,
 };
 use crate::protocol;
 
@@ -71,6 +71,8 @@ struct Conn {
     evicted: bool,
     /// Output not yet handed to the session.
     pending: Vec<u8>,
+    /// Credits of senders to hold up, handed over with `pending`.
+    held: Vec<Credit>,
 }
 
 /// The bookkeeping of pending output. A field of its own so that a
@@ -82,6 +84,11 @@ struct Outbound {
     bytes: usize,
     /// A connection is evicted when its backlog would pass this.
     max_outbox_bytes: usize,
+    /// Half of it: a connection whose backlog reaches this holds up the
+    /// senders that fill it (their credits go to it).
+    high_water: usize,
+    /// The first connection the current batch filled past `high_water`.
+    filled: Option<ConnId>,
 }
 
 impl Conn {
@@ -100,6 +107,8 @@ impl Conn {
             self.evict(id, backlog);
             out.bytes -= self.pending.len();
             self.pending = Vec::new();
+            // Senders held up by it go free.
+            self.held.clear();
             return;
         }
         if self.pending.is_empty() {
@@ -107,6 +116,9 @@ impl Conn {
         }
         self.pending.extend_from_slice(bytes);
         out.bytes += bytes.len();
+        if backlog >= out.high_water && out.filled.is_none() {
+            out.filled = Some(id);
+        }
     }
 
     fn evict(&mut self, id: ConnId, backlog: usize) {
@@ -124,9 +136,11 @@ impl Conn {
             return;
         }
         let bytes = std::mem::take(&mut self.pending);
+        let held = std::mem::take(&mut self.held);
         self.backlog.add(bytes.len() + DELIVER_OVERHEAD);
-        // A session that is gone has its `Leave` on the way; nothing to do.
-        self.link.deliver.do_send(Deliver { bytes });
+        // A session that is gone has its `Leave` on the way; nothing to do
+        // (the credits, dropped with the message, go back to their senders).
+        self.link.deliver.do_send(Deliver { bytes, held });
     }
 }
 
@@ -141,6 +155,8 @@ impl Broker {
                 dirty: Vec::new(),
                 bytes: 0,
                 max_outbox_bytes,
+                high_water: max_outbox_bytes / 2,
+                filled: None,
             },
             flush_queued: false,
             phase: Phase::Running,
@@ -319,6 +335,7 @@ impl Handler<Connect> for Broker {
                 name: None,
                 evicted: false,
                 pending: Vec::new(),
+                held: Vec::new(),
             },
         );
     }
@@ -362,12 +379,12 @@ impl Handler<Route> for Broker {
     type Result = ();
 
     fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) {
-        // `credit` goes back to the session when this returns.
         let Route {
             from,
             batch,
-            credit: _credit,
+            credit,
         } = msg;
+        self.out.filled = None;
         for op in batch.ops() {
             // Checked per op: a sender evicted halfway through its own
             // output (say, a thousand `/who`s) is not served further.
@@ -376,6 +393,16 @@ impl Handler<Route> for Broker {
                 break;
             }
             self.apply(from, &batch, op);
+        }
+        // The credit goes back to the sender when it is dropped: now, or,
+        // if the batch filled someone's outbox past half its cap, when that
+        // session has written enough (end-to-end back-pressure: a flooder
+        // slows to its reader's pace instead of getting the reader cut off).
+        let filled = self.out.filled.take();
+        if let Some(conn) = filled.and_then(|id| self.conns.get_mut(&id))
+            && !conn.evicted
+        {
+            conn.held.push(credit);
         }
         self.flush_soon(ctx);
     }
@@ -484,7 +511,6 @@ mod tests {
     //! what it is sent into a channel the test reads.
 
     use super::*;
-    use crate::messages::Credit;
     use crate::protocol::{Request, parse_request};
     use std::time::{Duration, Instant};
     use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};

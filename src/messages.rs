@@ -186,6 +186,10 @@ pub struct Shutdown {
 pub struct Deliver {
     /// One or more complete lines.
     pub bytes: Vec<u8>,
+    /// Credits of senders that filled this session's outbox past half its
+    /// cap: the session holds them until its backlog falls below that
+    /// again, which slows those senders to its pace (see `Session`).
+    pub held: Vec<Credit>,
 }
 
 /// Broker → session: a change of state. Queued in the same mailbox as
@@ -368,6 +372,12 @@ impl Batch {
             .get(range)
             .unwrap_or_default()
             .split_terminator(',')
+    }
+
+    /// Bytes of output lines in the batch (each relayed line counted once,
+    /// which is what one recipient gets of it at most).
+    pub fn output_len(&self) -> usize {
+        self.lines.len()
     }
 
     /// Whether nothing was added.

@@ -8,18 +8,24 @@
 //! actor's context (`ReadInput` and `WriteOutput`), which poll the socket
 //! through the actor's own fields. This is what actix's `StreamHandler` and
 //! `FramedWrite` would do, with three differences that matter here:
-//! - **Flow control.** After a read, the session does not read again until
-//!   the broker has answered the batch it produced. A client that floods is
-//!   read at the broker's pace and TCP pushes back on it; its lines never
-//!   pile up in memory. (A `StreamHandler` reads as fast as the socket
-//!   allows.)
+//! - **Flow control.** A session reads only with a [`Credit`] in hand (two
+//!   per session) and sends it along with the batch; the broker drops it
+//!   once the batch is handled. A client that floods is read at the
+//!   broker's pace and TCP pushes back on it; its lines never pile up in
+//!   memory. (A `StreamHandler` reads as fast as the socket allows.)
 //! - **No idle buffers.** Reads go into one buffer per worker thread,
 //!   borrowed for the length of one read; the output buffer exists only
 //!   while there is output. An idle connection holds neither.
-//! - **A capped outbox.** `FramedWrite`'s high-water mark never triggers on
-//!   tokio sockets, which return `Pending` rather than `WouldBlock`; here
-//!   the broker counts each session's unwritten bytes ([`Backlog`]) and
-//!   evicts the session when they pass `--max-outbox-bytes`.
+//! - **A capped outbox, and back-pressure to senders.** `FramedWrite`'s
+//!   high-water mark never triggers on tokio sockets, which return `Pending`
+//!   rather than `WouldBlock`; here the broker counts each session's
+//!   unwritten bytes ([`Backlog`]) and evicts the session when they pass
+//!   `--max-outbox-bytes`. Past half of that, the broker hands the session
+//!   the credits of the senders filling it ([`Deliver::held`]); the session
+//!   holds them until it has written its way back below half, so a flooder
+//!   slows to its reader's pace. A session that holds credits for
+//!   [`STALL_LIMIT`] without getting there is not reading: it cuts itself
+//!   off, which frees its senders.
 //!
 //! Who writes what, so lines never overtake each other: before login the
 //! session writes its own answers (nothing else writes to a connection that
@@ -39,7 +45,7 @@ use std::time::Duration;
 
 use actix::dev::RecipientRequest;
 use actix::prelude::*;
-use log::{debug, info};
+use log::{debug, info, warn};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
@@ -53,6 +59,12 @@ use crate::protocol::{self, Command, Request};
 
 /// Size of the per-thread read buffer: one read takes at most this much.
 const READ_BUFFER_BYTES: usize = 64 * 1024;
+
+/// How long a session may hold up senders (holding their credits, its
+/// outbox more than half full) without writing its way back below half.
+/// A reader that reads at all drains that much far sooner; one that does
+/// not is cut off as a slow consumer, so its senders are held up no longer.
+pub const STALL_LIMIT: Duration = Duration::from_millis(500);
 
 /// Batches a session may have at the broker at once (see [`Credit`]): two,
 /// so the next read overlaps the broker's work on the last one, while a
@@ -116,8 +128,11 @@ pub struct Session {
     /// A permit taken for the next batch: held before reading, so input is
     /// only read when its batch may go out.
     permit: Option<OwnedSemaphorePermit>,
-    /// Input read before a login answer arrived, to be read after it.
-    held: Vec<u8>,
+    /// Input read but not handled yet, from `unread_from` on: what came
+    /// behind a name (it waits for the login's answer), or what did not fit
+    /// in the last batch.
+    unread: Vec<u8>,
+    unread_from: usize,
     /// Why input ends, once it does (acted on when nothing is in flight).
     input_end: Option<InputEnd>,
     /// Whether [`ReadInput`] still runs.
@@ -131,6 +146,10 @@ pub struct Session {
     /// Whether [`WriteOutput`] runs.
     writing: bool,
     backlog: Backlog,
+    /// Credits of senders held up until the backlog falls below half the
+    /// cap, and the timer that cuts this session off if it takes too long.
+    held_senders: Vec<Credit>,
+    stall_timer: Option<SpawnHandle>,
     /// Closing: input stopped; flush, send FIN, wait for the client's.
     closing: bool,
     fin_sent: bool,
@@ -190,7 +209,8 @@ impl Session {
                 waiting: None,
                 credit: Arc::new(Semaphore::new(BATCHES_IN_FLIGHT)),
                 permit: None,
-                held: Vec::new(),
+                unread: Vec::new(),
+                unread_from: 0,
                 input_end: None,
                 reading: true,
                 drain: None,
@@ -198,6 +218,8 @@ impl Session {
                 written: 0,
                 writing: false,
                 backlog: Backlog::default(),
+                held_senders: Vec::new(),
+                stall_timer: None,
                 closing: false,
                 fin_sent: false,
                 left: false,
@@ -260,9 +282,15 @@ impl Session {
                 }
                 continue;
             }
-            if !self.held.is_empty() {
-                let held = std::mem::take(&mut self.held);
-                self.consume(&held, ctx);
+            if self.unread_from < self.unread.len() {
+                let unread = std::mem::take(&mut self.unread);
+                let used = self.consume(&unread[self.unread_from..], ctx);
+                self.unread_from += used;
+                if self.unread_from < unread.len() {
+                    self.unread = unread;
+                } else {
+                    self.unread_from = 0;
+                }
                 continue;
             }
             if self.drain.is_some() {
@@ -274,7 +302,7 @@ impl Session {
                 let result = ready!(Pin::new(&mut self.stream).poll_read(task, &mut buf));
                 let n = buf.filled().len();
                 Poll::Ready(result.map(|()| {
-                    self.consume(&buffer[..n], ctx);
+                    self.consume_read(&buffer[..n], ctx);
                     n
                 }))
             });
@@ -303,7 +331,11 @@ impl Session {
                 if budget == 0 {
                     self.input_end = Some(InputEnd::Drained);
                 }
-                if self.permit.is_none() || self.waiting.is_some() || self.input_end.is_some() {
+                if self.permit.is_none()
+                    || self.waiting.is_some()
+                    || self.input_end.is_some()
+                    || self.unread_from < self.unread.len()
+                {
                     return Ok(());
                 }
                 let want = budget.min(buffer.len());
@@ -314,7 +346,7 @@ impl Session {
                         if let Some((_, budget)) = &mut self.drain {
                             *budget -= n;
                         }
-                        self.consume(&buffer[..n], ctx);
+                        self.consume_read(&buffer[..n], ctx);
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         self.input_end = Some(InputEnd::Drained);
@@ -330,18 +362,32 @@ impl Session {
         }
     }
 
-    /// Handles one chunk of input (read with a credit in hand). Stops early
-    /// when a login request goes out (what follows the name waits in `held`
-    /// for the answer) or when input ends (`/quit`: the rest is ignored).
-    fn consume(&mut self, mut input: &[u8], ctx: &mut Context<Self>) {
+    /// Handles a chunk fresh from the socket; what it cannot handle now is
+    /// kept in `unread` (the read buffer is shared by the worker's sessions).
+    fn consume_read(&mut self, input: &[u8], ctx: &mut Context<Self>) {
+        let used = self.consume(input, ctx);
+        if used < input.len() {
+            self.unread.clear();
+            self.unread.extend_from_slice(&input[used..]);
+            self.unread_from = 0;
+        }
+    }
+
+    /// Handles input (with a credit in hand) and returns how much of it was
+    /// used. Stops early when a login request goes out (what follows the
+    /// name waits for the answer), when the batch is full (a batch's output
+    /// is bounded, see [`Session::batch_limit`]), or when input ends
+    /// (`/quit`: the rest is dropped, so it counts as used).
+    fn consume(&mut self, input: &[u8], ctx: &mut Context<Self>) -> usize {
+        let mut rest = input;
         // Taken out for the loop: frames borrow it while `self` changes.
         let mut lines = std::mem::replace(&mut self.lines, LineReader::new(0));
         let mut batch = Batch::new();
-        while let Some(frame) = lines.next_frame(&mut input) {
+        let batch_limit = self.batch_limit();
+        while let Some(frame) = lines.next_frame(&mut rest) {
             match &self.state {
                 State::LoggingIn { .. } => {
                     if self.on_login_frame(frame, ctx) {
-                        self.held = input.to_vec();
                         break;
                     }
                 }
@@ -349,11 +395,16 @@ impl Session {
                     let limit = self.cx.limits.max_line_bytes;
                     if let Some(end) = on_frame(frame, name, limit, &mut batch) {
                         self.input_end = Some(end);
+                        rest = &[];
+                        break;
+                    }
+                    if batch.output_len() >= batch_limit {
                         break;
                     }
                 }
             }
             if self.input_end.is_some() || self.closing {
+                rest = &[];
                 break;
             }
         }
@@ -371,6 +422,16 @@ impl Session {
                 credit,
             });
         }
+        input.len() - rest.len()
+    }
+
+    /// The most output one batch may produce for one recipient: a sender
+    /// has up to [`BATCHES_IN_FLIGHT`] batches at the broker, and they must
+    /// fit, several senders' worth, in the half of a recipient's outbox
+    /// above the point where senders are held up. (Output can be ten times
+    /// the input: `b:x` becomes `from <a 32-character name>: x`.)
+    fn batch_limit(&self) -> usize {
+        (self.cx.limits.max_outbox_bytes / 8).clamp(1, READ_BUFFER_BYTES)
     }
 
     /// Handles a frame before login. Returns whether a login request went
@@ -534,6 +595,7 @@ impl Session {
                 Ok(n) => {
                     self.written += n;
                     self.backlog.sub(n);
+                    self.release_held(ctx);
                 }
                 Err(e) => {
                     debug!("conn {}: write error: {e}", self.id);
@@ -569,6 +631,41 @@ impl Session {
         ready!(read);
         ctx.stop();
         Poll::Ready(())
+    }
+
+    /// Lets held-up senders go once the backlog is below half the cap.
+    fn release_held(&mut self, ctx: &mut Context<Self>) {
+        if !self.held_senders.is_empty() && self.backlog.get() < self.cx.limits.max_outbox_bytes / 2
+        {
+            self.held_senders.clear();
+            if let Some(timer) = self.stall_timer.take() {
+                ctx.cancel_future(timer);
+            }
+        }
+    }
+
+    /// Holds senders' credits (see [`Deliver::held`]), and starts the clock
+    /// on how long they may be held.
+    fn hold(&mut self, credits: Vec<Credit>, ctx: &mut Context<Self>) {
+        if credits.is_empty() {
+            return;
+        }
+        self.held_senders.extend(credits);
+        if self.stall_timer.is_none() {
+            self.stall_timer = Some(ctx.run_later(STALL_LIMIT, |session, ctx| {
+                session.stall_timer = None;
+                if !session.held_senders.is_empty() {
+                    warn!(
+                        "conn {}: disconnected as a slow consumer (held up its senders for {STALL_LIMIT:?} \
+                         with {} bytes unwritten)",
+                        session.id,
+                        session.backlog.get()
+                    );
+                    ctx.stop();
+                }
+            }));
+        }
+        self.release_held(ctx);
     }
 
     /// Stops input, flushes output, closes (bounded by `close_timeout`).
@@ -663,7 +760,8 @@ impl Handler<Deliver> for Session {
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
         self.backlog.sub(DELIVER_OVERHEAD);
-        let bytes = msg.bytes;
+        let Deliver { bytes, held } = msg;
+        self.hold(held, ctx);
         if self.outbox.is_empty() {
             self.outbox = bytes;
             self.written = 0;

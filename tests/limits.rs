@@ -155,8 +155,13 @@ async fn a_reader_that_stops_is_cut_off_and_nobody_else_notices() {
 }
 
 #[tokio::test]
-async fn a_flooding_client_does_not_hold_up_others() {
-    let server = start();
+async fn a_flooding_client_is_slowed_to_its_readers_pace_and_holds_up_nobody_else() {
+    // A small outbox, so that without back-pressure on the flooder its
+    // (reading, but slower) recipient would be cut off within moments.
+    let server = start_with(achat::Config {
+        max_outbox_bytes: 64 * 1024,
+        ..test_config()
+    });
     let mut flooder = server.login("flooder").await;
     let mut sink = server.login("sink").await;
     let mut alice = server.login("alice").await;
@@ -181,4 +186,76 @@ async fn a_flooding_client_does_not_hold_up_others() {
         }
     };
     tokio::join!(flood, drain, chat);
+}
+
+#[tokio::test]
+async fn tiny_lines_from_a_long_name_do_not_get_a_reader_cut_off() {
+    // `s:x` (4 bytes in) becomes `from <32 characters>: x` (42 bytes out):
+    // a read's worth of input is ten times that in output, more than the
+    // outbox holds. Batches are cut by their output, so this still works.
+    let server = start_with(achat::Config {
+        max_outbox_bytes: 64 * 1024,
+        ..test_config()
+    });
+    let long = "x".repeat(32);
+    let mut flooder = server.login(&long).await;
+    let mut sink = server.login("s").await;
+    let n = 100_000;
+    let flood = async {
+        let lines = "s:x\n".repeat(10_000);
+        for _ in 0..n / 10_000 {
+            flooder.send_raw(lines.as_bytes()).await;
+        }
+    };
+    let drain = async {
+        for _ in 0..n {
+            sink.expect(&format!("from {long}: x")).await;
+        }
+    };
+    tokio::join!(flood, drain);
+    sink.sync().await;
+}
+
+#[tokio::test]
+async fn a_reader_that_stops_holds_its_only_sender_up_briefly_then_is_cut_off() {
+    let server = start_with(achat::Config {
+        max_outbox_bytes: 256 * 1024,
+        ..test_config()
+    });
+    let _stuck = server.login("stuck").await; // never reads
+    let alice = server.login("alice").await;
+    let mut bob = server.login("bob").await;
+    // alice sends to "stuck" only; once its outbox is half full, alice is
+    // held up (her input is no longer read) until "stuck" is cut off.
+    let (alice_reader, mut alice_writer) = alice.split();
+    let mut lines = alice_reader.lines();
+    let batch = format!("stuck: {}\n", "z".repeat(1000)).repeat(64);
+    let writes = async {
+        // Until the socket pushes back or the errors tell us it is over.
+        for _ in 0..2000 {
+            if alice_writer.try_send_raw(batch.as_bytes()).await.is_err() {
+                break;
+            }
+        }
+    };
+    let cut_off = async {
+        loop {
+            let line = tokio::time::timeout(crate::util::WAIT, lines.next_line())
+                .await
+                .expect("stuck was never cut off")
+                .unwrap()
+                .unwrap();
+            if line.starts_with("error: not online: stuck") {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = cut_off => {}
+        () = async { writes.await; std::future::pending::<()>().await } => {}
+    }
+    // alice goes on as before (after ending the line her last write may
+    // have left unfinished).
+    alice_writer.send_raw(b"\nbob: free again\n").await;
+    bob.expect("from alice: free again").await;
 }
