@@ -33,7 +33,7 @@ fn a_read() -> Vec<u8> {
 
 /// The session's work on one read (see `Session::consume`).
 fn session_read(reader: &mut LineReader, mut input: &[u8]) -> Batch {
-    let mut batch = Batch::new();
+    let mut batch = Batch::for_input(input.len());
     while let Some(frame) = reader.next_frame(&mut input) {
         if let Frame::Line(line) = frame
             && let Ok(Request::Chat(chat)) = protocol::parse_request(line)

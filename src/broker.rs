@@ -20,6 +20,11 @@
 //!   future cluster mode adds remote routes there and nowhere else.
 
 use std::collections::HashMap;
+
+/// The broker's tables hash with foldhash: several times faster than the
+/// standard SipHash on short keys, and still seeded at random per table,
+/// since names are chosen by clients.
+type Table<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -40,9 +45,9 @@ const FLUSH_AT_BYTES: usize = 256 * 1024;
 /// The broker actor. See the module documentation.
 pub struct Broker {
     /// Every open connection, logged in or not, so shutdown reaches all.
-    conns: HashMap<ConnId, Conn>,
+    conns: Table<ConnId, Conn>,
     /// Who is logged in under which name.
-    names: HashMap<Name, ConnId>,
+    names: Table<Name, ConnId>,
     /// Output queued in the connections' `pending` buffers.
     out: Outbound,
     /// A flush is queued to run once the mailbox is empty.
@@ -149,8 +154,8 @@ impl Broker {
     /// `max_outbox_bytes`.
     pub fn new(max_outbox_bytes: usize) -> Self {
         Broker {
-            conns: HashMap::new(),
-            names: HashMap::new(),
+            conns: Table::default(),
+            names: Table::default(),
             out: Outbound {
                 dirty: Vec::new(),
                 bytes: 0,

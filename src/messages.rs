@@ -323,6 +323,16 @@ impl Batch {
         Batch::default()
     }
 
+    /// An empty batch with room for what `input_len` bytes of typical chat
+    /// lines produce, so filling it rarely reallocates.
+    pub fn for_input(input_len: usize) -> Self {
+        Batch {
+            lines: Vec::with_capacity(input_len + input_len / 2),
+            names: String::with_capacity(input_len / 4),
+            ops: Vec::with_capacity(input_len / 16),
+        }
+    }
+
     /// Adds a chat line from `sender`.
     pub fn push_chat(&mut self, sender: &str, chat: &ChatLine<'_>) {
         let start = self.names.len();

@@ -92,10 +92,14 @@ pub struct ChatLine<'a> {
     pub everyone: bool,
     /// The named recipients: trimmed, without empty entries, without `*`,
     /// each name once, in the order they were first listed.
-    pub names: Vec<&'a str>,
+    pub names: Names<'a>,
     /// Everything after the first `:`, trimmed.
     pub text: &'a str,
 }
+
+/// The recipients of a chat line. Most lines name one to four people, so
+/// up to four are kept inline: parsing a line allocates nothing.
+pub type Names<'a> = smallvec::SmallVec<[&'a str; 4]>;
 
 /// Why a line sent after login was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -137,7 +141,7 @@ pub fn parse_request(line: &str) -> Result<Request<'_>, RequestError> {
     }
     let (list, text) = line.split_once(':').ok_or(RequestError::NotAChatLine)?;
     let mut everyone = false;
-    let mut names: Vec<&str> = Vec::new();
+    let mut names = Names::new();
     for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         if name == "*" {
             everyone = true;
@@ -149,7 +153,7 @@ pub fn parse_request(line: &str) -> Result<Request<'_>, RequestError> {
         return Err(RequestError::NotAChatLine);
     }
     let text = text.trim();
-    if text.chars().any(|c| c.is_control() && c != '\t') {
+    if has_control_characters(text) {
         return Err(RequestError::ControlCharacters);
     }
     dedup_keep_order(&mut names);
@@ -168,8 +172,21 @@ pub fn printable(s: &str) -> String {
         .collect()
 }
 
+/// Whether `text` holds a control character other than tab. Scans bytes:
+/// in UTF-8 the C0 controls and DEL are single bytes, and the C1 controls
+/// (U+0080 to U+009F) are `0xC2` followed by `0x80..=0x9F`; no other
+/// character's encoding contains those sequences.
+fn has_control_characters(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    bytes.iter().enumerate().any(|(i, &b)| {
+        (b < 0x20 && b != b'\t')
+            || b == 0x7f
+            || (b == 0xc2 && bytes.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
+    })
+}
+
 /// Removes repeated names, keeping each name's first position.
-fn dedup_keep_order(names: &mut Vec<&str>) {
+fn dedup_keep_order(names: &mut Names<'_>) {
     if names.len() <= LINEAR_DEDUP_LIMIT {
         let mut i = 0;
         while i < names.len() {
@@ -181,7 +198,7 @@ fn dedup_keep_order(names: &mut Vec<&str>) {
         }
         return;
     }
-    let mut distinct: Vec<&str> = names.clone();
+    let mut distinct: Vec<&str> = names.to_vec();
     distinct.sort_unstable();
     distinct.dedup();
     let mut kept = vec![false; distinct.len()];
@@ -399,7 +416,7 @@ mod tests {
     #[test]
     fn a_chat_line() {
         let c = chat("bob: hello there");
-        assert_eq!(c.names, ["bob"]);
+        assert_eq!(c.names[..], ["bob"]);
         assert_eq!(c.text, "hello there");
         assert!(!c.everyone);
     }
@@ -407,14 +424,14 @@ mod tests {
     #[test]
     fn recipients_are_trimmed_empty_skipped_and_deduplicated() {
         let c = chat(" bob ,, carol,bob , dave ,carol:  hi : there  ");
-        assert_eq!(c.names, ["bob", "carol", "dave"]);
+        assert_eq!(c.names[..], ["bob", "carol", "dave"]);
         assert_eq!(c.text, "hi : there");
     }
 
     #[test]
     fn many_duplicates_are_deduplicated_in_order() {
         let line = format!("{}: x", ["b", "a", "c", "a", "b"].repeat(400).join(","));
-        assert_eq!(chat(&line).names, ["b", "a", "c"]);
+        assert_eq!(chat(&line).names[..], ["b", "a", "c"]);
     }
 
     #[test]
@@ -424,7 +441,7 @@ mod tests {
         assert!(c.names.is_empty());
         let c = chat("alice, * , bob: hi");
         assert!(c.everyone);
-        assert_eq!(c.names, ["alice", "bob"]);
+        assert_eq!(c.names[..], ["alice", "bob"]);
     }
 
     #[test]
@@ -589,6 +606,14 @@ mod properties {
             prop_assert_eq!(
                 parse_server_line(line),
                 ServerLine::Message { from: &name, text: &text }
+            );
+        }
+
+        #[test]
+        fn control_characters_are_found_by_bytes_as_by_chars(text in any::<String>()) {
+            prop_assert_eq!(
+                has_control_characters(&text),
+                text.chars().any(|c| c.is_control() && c != '\t')
             );
         }
 

@@ -382,8 +382,11 @@ impl Session {
         let mut rest = input;
         // Taken out for the loop: frames borrow it while `self` changes.
         let mut lines = std::mem::replace(&mut self.lines, LineReader::new(0));
-        let mut batch = Batch::new();
         let batch_limit = self.batch_limit();
+        let mut batch = match self.state {
+            State::Online { .. } => Batch::for_input(input.len().min(batch_limit)),
+            State::LoggingIn { .. } => Batch::new(),
+        };
         while let Some(frame) = lines.next_frame(&mut rest) {
             match &self.state {
                 State::LoggingIn { .. } => {
