@@ -178,11 +178,20 @@ pub fn printable(s: &str) -> String {
 /// character's encoding contains those sequences.
 fn has_control_characters(text: &str) -> bool {
     let bytes = text.as_bytes();
-    bytes.iter().enumerate().any(|(i, &b)| {
-        (b < 0x20 && b != b'\t')
-            || b == 0x7f
-            || (b == 0xc2 && bytes.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
-    })
+    // Every line is checked, and messages can be long: first a pass that
+    // only looks for bytes that may start a control character, written so
+    // the compiler vectorizes it (no early exit inside a chunk).
+    let suspect = bytes.chunks(64).any(|chunk| {
+        chunk.iter().fold(false, |seen, &b| {
+            seen | (b < 0x20) | (b == 0x7f) | (b == 0xc2)
+        })
+    });
+    suspect
+        && bytes.iter().enumerate().any(|(i, &b)| {
+            (b < 0x20 && b != b'\t')
+                || b == 0x7f
+                || (b == 0xc2 && bytes.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)))
+        })
 }
 
 /// Removes repeated names, keeping each name's first position.
