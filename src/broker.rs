@@ -283,6 +283,15 @@ impl Broker {
     }
 }
 
+/// Gives back a table's memory once a burst of connections is over: a hash
+/// map keeps its largest capacity otherwise. Shrinking only below a quarter
+/// full, to half full, keeps this amortized O(1) per removal.
+fn shrink_when_sparse<K: std::hash::Hash + Eq, V>(table: &mut Table<K, V>) {
+    if table.capacity() > 64 && table.len() < table.capacity() / 4 {
+        table.shrink_to(table.len() * 2);
+    }
+}
+
 impl Actor for Broker {
     type Context = Context<Self>;
 
@@ -467,6 +476,8 @@ impl Handler<Leave> for Broker {
             }
             info!("conn {id}: {name} left");
         }
+        shrink_when_sparse(&mut self.conns);
+        shrink_when_sparse(&mut self.names);
         self.out.bytes = self.out.bytes.saturating_sub(conn.pending.len());
         if let Some(text) = farewell {
             protocol::write_server(&mut conn.pending, text);

