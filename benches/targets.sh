@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Runs every scenario of the performance targets in compare mode (achat
+# against the tutorial-design baseline, fresh servers, alternating runs) and
+# keeps each report under target/targets/. docs/BENCHMARKS.md quotes these.
+#
+#   benches/targets.sh           # about fifteen minutes on the 2-core machine
+#   RUNS=5 benches/targets.sh    # more runs per server
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=target/targets
+mkdir -p "$out"
+A='RUST_LOG=warn target/release/achat-server --bind 127.0.0.1:{port}'
+B='target/baselines/release/tokio-achat 127.0.0.1:{port}'
+runs=${RUNS:-3}
+compare() {
+    local name=$1
+    shift
+    echo "targets: $name" >&2
+    cargo bench --bench load -- compare --runs "$runs" --a "$A" --b "$B" "$@" > "$out/$name.txt"
+    grep -E '^(result|run outcome)|per_s |latency.p99_us|memory.per_conn|peak_growth|memory_after|names|cut|bystanders.latency.p99' "$out/$name.txt" >&2 || true
+}
+compare ring100 ring --clients 100 --messages 20000 --window 64
+compare ring1000 ring --clients 1000 --messages 2000 --window 16
+compare fanout fanout --senders 10 --recipients 100 --messages 10000
+compare conns conns --conns 19000
+compare slow slow --flood-bytes 1GiB
+compare flood flood --duration 5s
+compare churn churn --sessions 100000 --rate 2000
+echo "targets: reports in $out/" >&2
