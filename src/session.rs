@@ -23,9 +23,9 @@
 //!   `--max-outbox-bytes`. Past half of that, the broker hands the session
 //!   the credits of the senders filling it ([`Deliver::held`]); the session
 //!   holds them until it has written its way back below half, so a flooder
-//!   slows to its reader's pace. A session that holds credits for
-//!   [`STALL_LIMIT`] without getting there is not reading: it cuts itself
-//!   off, which frees its senders.
+//!   slows to its reader's pace. A session that holds credits and writes
+//!   nothing at all for [`STALL_LIMIT`] is not reading: it cuts itself off,
+//!   which frees its senders.
 //!
 //! Who writes what, so lines never overtake each other: before login the
 //! session writes its own answers (nothing else writes to a connection that
@@ -61,9 +61,10 @@ use crate::protocol::{self, Command, Request};
 const READ_BUFFER_BYTES: usize = 64 * 1024;
 
 /// How long a session may hold up senders (holding their credits, its
-/// outbox more than half full) without writing its way back below half.
-/// A reader that reads at all drains that much far sooner; one that does
-/// not is cut off as a slow consumer, so its senders are held up no longer.
+/// outbox more than half full) while writing nothing at all to its socket.
+/// A reader that reads, however slowly, makes progress well within this;
+/// one that does not is cut off as a slow consumer, so its senders are
+/// held up no longer.
 pub const STALL_LIMIT: Duration = Duration::from_millis(500);
 
 /// Batches a session may have at the broker at once (see [`Credit`]): two,
@@ -643,39 +644,53 @@ impl Session {
         Poll::Ready(())
     }
 
-    /// Lets held-up senders go once the backlog is below half the cap.
+    /// After the socket took some output: lets held-up senders go once the
+    /// backlog is below half the cap, or else restarts the stall clock
+    /// (this session is reading, only slowly: it is not cut off for that).
     fn release_held(&mut self, ctx: &mut Context<Self>) {
-        if !self.held_senders.is_empty() && self.backlog.get() < self.cx.limits.max_outbox_bytes / 2
-        {
+        if self.held_senders.is_empty() {
+            return;
+        }
+        if self.backlog.get() < self.cx.limits.max_outbox_bytes / 2 {
             self.held_senders.clear();
             if let Some(timer) = self.stall_timer.take() {
                 ctx.cancel_future(timer);
             }
+        } else {
+            self.start_stall_clock(ctx);
         }
     }
 
     /// Holds senders' credits (see [`Deliver::held`]), and starts the clock
-    /// on how long they may be held.
+    /// on how long this session may hold them without writing anything.
     fn hold(&mut self, credits: Vec<Credit>, ctx: &mut Context<Self>) {
         if credits.is_empty() {
             return;
         }
         self.held_senders.extend(credits);
         if self.stall_timer.is_none() {
-            self.stall_timer = Some(ctx.run_later(STALL_LIMIT, |session, ctx| {
-                session.stall_timer = None;
-                if !session.held_senders.is_empty() {
-                    warn!(
-                        "conn {}: disconnected as a slow consumer (held up its senders for {STALL_LIMIT:?} \
-                         with {} bytes unwritten)",
-                        session.id,
-                        session.backlog.get()
-                    );
-                    ctx.stop();
-                }
-            }));
+            self.start_stall_clock(ctx);
         }
-        self.release_held(ctx);
+    }
+
+    /// (Re)starts the clock: a session that holds senders up and writes
+    /// nothing for [`STALL_LIMIT`] has stopped reading, and is cut off.
+    fn start_stall_clock(&mut self, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.stall_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        self.stall_timer = Some(ctx.run_later(STALL_LIMIT, |session, ctx| {
+            session.stall_timer = None;
+            if !session.held_senders.is_empty() {
+                warn!(
+                    "conn {}: disconnected as a slow consumer (held up its senders and wrote nothing \
+                     for {STALL_LIMIT:?}, {} bytes unwritten)",
+                    session.id,
+                    session.backlog.get()
+                );
+                ctx.stop();
+            }
+        }));
     }
 
     /// Stops input, flushes output, closes (bounded by `close_timeout`).

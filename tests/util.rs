@@ -244,6 +244,11 @@ impl Deadline {
         }
     }
 
+    /// When it passes.
+    pub fn at(&self) -> tokio::time::Instant {
+        self.at
+    }
+
     /// Panics if the deadline has passed.
     pub fn check(&self) {
         assert!(
