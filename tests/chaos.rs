@@ -560,7 +560,7 @@ async fn chaos() {
     // Exactly once, in order (a prefix for senders that may be cut off).
     let sent = std::mem::take(&mut *ledger.sent.lock().unwrap());
     let received = std::mem::take(&mut *ledger.received.lock().unwrap());
-    let unreliable = ledger.unreliable.lock().unwrap();
+    let unreliable = std::mem::take(&mut *ledger.unreliable.lock().unwrap());
     assert_eq!(
         ledger.disorder.load(Ordering::Relaxed),
         0,
@@ -592,7 +592,6 @@ async fn chaos() {
             panic!("{key:?}: {} messages sent, none arrived", expected.count);
         }
     }
-    drop(unreliable);
 
     // /who lists exactly who is still connected.
     let mut checker = crate::util::TestServer::client_for(server.addr, "checker").await;
