@@ -13,7 +13,8 @@ use std::hint::black_box;
 use achat::Broker;
 use achat::line_reader::{Frame, LineReader};
 use achat::messages::{
-    Backlog, Batch, Connect, Control, Credit, DELIVER_OVERHEAD, Deliver, Login, Route, SessionLink,
+    Backlog, Batch, Connect, Control, Credit, DELIVER_OVERHEAD, Deliver, NewPeer, Route,
+    SessionLink,
 };
 use achat::protocol::{self, Request};
 use actix::prelude::*;
@@ -103,7 +104,7 @@ fn broker_with_peers(system: &SystemRunner, peers: u64) -> Addr<Broker> {
                 backlog,
             });
             let name = format!("r{id}");
-            let _ = broker.send(Login { id, name }).await;
+            let _ = broker.send(NewPeer { id, name }).await;
         }
         broker
     })

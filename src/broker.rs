@@ -33,7 +33,7 @@ use tokio::sync::mpsc;
 
 use crate::messages::{
     Backlog, Batch, ConnId, Connect, Control, Credit, DELIVER_OVERHEAD, Deliver, DrainGuard,
-    Drained, Leave, Login, LoginError, Name, Op, Route, SessionLink, Shutdown,
+    Drained, Leave, LoginError, Name, NewPeer, Op, Route, SessionLink, Shutdown,
 };
 use crate::protocol;
 
@@ -355,11 +355,11 @@ impl Handler<Connect> for Broker {
     }
 }
 
-impl Handler<Login> for Broker {
+impl Handler<NewPeer> for Broker {
     type Result = Result<(), LoginError>;
 
-    fn handle(&mut self, msg: Login, ctx: &mut Context<Self>) -> Self::Result {
-        let Login { id, name } = msg;
+    fn handle(&mut self, msg: NewPeer, ctx: &mut Context<Self>) -> Self::Result {
+        let NewPeer { id, name } = msg;
         if matches!(self.phase, Phase::Closing) {
             return Err(LoginError::ShuttingDown);
         }
@@ -652,7 +652,7 @@ mod tests {
     async fn login(broker: &Addr<Broker>, id: ConnId, name: &str, reading: bool) -> Peer {
         let mut peer = connect(broker, id, reading);
         broker
-            .send(Login {
+            .send(NewPeer {
                 id,
                 name: name.into(),
             })
@@ -699,7 +699,7 @@ mod tests {
         let broker = start();
         let mut alice = connect(&broker, 1, true);
         broker
-            .send(Login {
+            .send(NewPeer {
                 id: 1,
                 name: "alice".into(),
             })
@@ -718,7 +718,7 @@ mod tests {
         let _alice = login(&broker, 1, "alice", true).await;
         let _other = connect(&broker, 2, true);
         let answer = broker
-            .send(Login {
+            .send(NewPeer {
                 id: 2,
                 name: "alice".into(),
             })
@@ -727,7 +727,7 @@ mod tests {
         assert_eq!(answer, Err(LoginError::Taken("alice".into())));
         // The same connection may try another name.
         broker
-            .send(Login {
+            .send(NewPeer {
                 id: 2,
                 name: "alicia".into(),
             })
@@ -912,7 +912,7 @@ mod tests {
         // No new logins once closing.
         let _late = connect(&broker, 4, true);
         let answer = broker
-            .send(Login {
+            .send(NewPeer {
                 id: 4,
                 name: "late".into(),
             })

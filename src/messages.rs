@@ -9,13 +9,19 @@
 //! | message   | from → to        | reply                     |
 //! |-----------|------------------|---------------------------|
 //! | [`Connect`] | session → broker | none                    |
-//! | [`Login`]   | session → broker | `Result<(), LoginError>` |
+//! | [`NewPeer`]   | session → broker | `Result<(), LoginError>` |
 //! | [`Route`]   | session → broker | none (its [`Credit`] returns when handled) |
 //! | [`Drained`] | session → broker | none (dropping its guard is the answer) |
 //! | [`Leave`]   | session → broker | none (the broker answers with [`Control::Close`]) |
 //! | [`Shutdown`]| server → broker  | `()`, once every session was told goodbye |
 //! | [`Deliver`] | broker → session | none                    |
 //! | [`Control`] | broker → session | none                    |
+//!
+//! The tutorial's broker handles `NewPeer` and `Message { from, to, msg }`.
+//! [`NewPeer`] is the same here; a `Message` is an [`Op::Send`], carried
+//! with the other requests from the same read of the socket in one
+//! [`Route`], so the broker's mailbox sees one message per read, not one
+//! per line.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -85,14 +91,14 @@ pub struct Connect {
 /// registered (and the welcome line queued) or refused.
 #[derive(Message)]
 #[rtype(result = "Result<(), LoginError>")]
-pub struct Login {
+pub struct NewPeer {
     /// The connection logging in.
     pub id: ConnId,
     /// A name that passed [`protocol::validate_name`].
     pub name: String,
 }
 
-/// Why the broker refused a [`Login`].
+/// Why the broker refused a [`NewPeer`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoginError {
     /// Another connection is logged in under this name.
@@ -244,8 +250,8 @@ impl SessionLink {
 pub struct BrokerLink {
     /// Where [`Connect`] goes.
     pub connect: Recipient<Connect>,
-    /// Where [`Login`] goes.
-    pub login: Recipient<Login>,
+    /// Where [`NewPeer`] goes.
+    pub new_peer: Recipient<NewPeer>,
     /// Where [`Route`] goes.
     pub route: Recipient<Route>,
     /// Where [`Drained`] goes.
@@ -260,19 +266,19 @@ impl BrokerLink {
     where
         B: Actor
             + Handler<Connect>
-            + Handler<Login>
+            + Handler<NewPeer>
             + Handler<Route>
             + Handler<Drained>
             + Handler<Leave>,
         B::Context: actix::dev::ToEnvelope<B, Connect>
-            + actix::dev::ToEnvelope<B, Login>
+            + actix::dev::ToEnvelope<B, NewPeer>
             + actix::dev::ToEnvelope<B, Route>
             + actix::dev::ToEnvelope<B, Drained>
             + actix::dev::ToEnvelope<B, Leave>,
     {
         BrokerLink {
             connect: addr.clone().recipient(),
-            login: addr.clone().recipient(),
+            new_peer: addr.clone().recipient(),
             route: addr.clone().recipient(),
             drained: addr.clone().recipient(),
             leave: addr.clone().recipient(),

@@ -53,7 +53,7 @@ use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
 use crate::line_reader::{Frame, LineReader};
 use crate::messages::{
     Backlog, Batch, BrokerLink, ConnId, Connect, Control, Credit, DELIVER_OVERHEAD, Deliver,
-    DrainGuard, Drained, Leave, Login, LoginError, Name, Route, SessionLink,
+    DrainGuard, Drained, Leave, LoginError, Name, NewPeer, Route, SessionLink,
 };
 use crate::protocol::{self, Command, Request};
 
@@ -174,7 +174,7 @@ enum State {
 /// What the input waits for. Boxed: these futures are not `Unpin`.
 enum Waiting {
     /// The broker's answer to a login (the name asked for).
-    Login(Pin<Box<RecipientRequest<Login>>>, String),
+    Login(Pin<Box<RecipientRequest<NewPeer>>>, String),
     /// A batch's credit to come back from the broker.
     Credit(Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>>>>),
 }
@@ -481,7 +481,7 @@ impl Session {
         match protocol::validate_name(line) {
             Ok(()) => {
                 let name = line.to_owned();
-                let request = self.cx.broker.login.send(Login {
+                let request = self.cx.broker.new_peer.send(NewPeer {
                     id: self.id,
                     name: name.clone(),
                 });
