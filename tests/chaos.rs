@@ -19,7 +19,7 @@
 //! - once all have left, the server's memory is back near where it started.
 //!
 //! Short in CI. The long form, with its figures printed:
-//! `ACHAT_CHAOS_SECONDS=1800 ACHAT_CHAOS_CLIENTS=300 cargo test --release --test integration chaos -- --nocapture`
+//! `ACHAT_CHAOS_SECONDS=1200 ACHAT_CHAOS_CLIENTS=300 cargo test --release --test integration chaos -- --nocapture`
 //! (`ACHAT_CHAOS_SEED` replays a run.)
 
 use std::collections::{HashMap, HashSet};
