@@ -42,7 +42,10 @@ use crate::protocol;
 /// the mailbox never empties.
 const FLUSH_AT_BYTES: usize = 256 * 1024;
 
-/// The broker actor. See the module documentation.
+/// The broker actor: the owner of who is online. It handles [`NewPeer`]
+/// (take a name) and [`Route`] (messages to deliver) among others, one at
+/// a time from its mailbox: that mailbox is the one serialization point, so
+/// no mutex guards the peers. See the module documentation.
 pub struct Broker {
     /// Every open connection, logged in or not, so shutdown reaches all.
     conns: Table<ConnId, Conn>,
