@@ -47,7 +47,10 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// At most this many refused connections are being told "server full" at
 /// once; past that they are closed without a word.
-const MAX_REFUSALS_IN_FLIGHT: usize = 64;
+const MAX_REFUSALS_IN_FLIGHT: u32 = 64;
+
+/// How long telling a refused connection why may take.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Length of the listen queue asked for (the kernel caps it at
 /// `net.core.somaxconn`): room for bursts of connections.
@@ -121,10 +124,11 @@ pub async fn run(
         config.max_connections
     );
 
+    let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT as usize));
     let acceptor = Acceptor {
         slots: Arc::new(Semaphore::new(config.max_connections)),
         max_connections: config.max_connections,
-        refusals: Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT)),
+        refusals: refusals.clone(),
         alive: mpsc::channel(1),
         session_cx,
         next_id: 0,
@@ -149,6 +153,12 @@ pub async fn run(
         .is_err()
     {
         warn!("shutdown: grace period over; closing the connections still open");
+    }
+    // Connections turned away during the shutdown get their line too: the
+    // tasks telling them run on this thread, and end with `run`.
+    let refused = refusals.acquire_many(MAX_REFUSALS_IN_FLIGHT);
+    if tokio::time::timeout_at(deadline, refused).await.is_err() {
+        warn!("shutdown: grace period over; closing connections still being turned away");
     }
     broker_arbiter.stop();
     for worker in &workers {
@@ -287,15 +297,19 @@ impl Acceptor {
         actix::spawn(async move {
             let _refusal = refusal;
             let mut stream = stream;
-            // A new socket's send buffer is empty: this does not block.
-            let _ = stream.try_write(&line);
-            let _ = stream.shutdown().await;
-            // Wait (briefly) for the client to close: closing with its
-            // input unread would reset the connection and could lose the
-            // line above.
-            let mut sink = [0u8; 1024];
-            let _ = tokio::time::timeout(Duration::from_secs(1), async {
-                while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+            // Bounded, so a client that neither reads nor closes holds a
+            // refusal slot for a second at most. (Not `try_write`: tokio
+            // answers WouldBlock without trying until the reactor has seen
+            // the new socket writable.)
+            let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
+                stream.write_all(&line).await?;
+                stream.shutdown().await?;
+                // Wait for the client to close: closing with its input
+                // unread would reset the connection and could lose the
+                // line above.
+                let mut sink = [0u8; 1024];
+                while stream.read(&mut sink).await? > 0 {}
+                Ok::<_, io::Error>(())
             })
             .await;
         });

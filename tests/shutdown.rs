@@ -47,6 +47,39 @@ async fn lines_sent_before_the_shutdown_are_delivered_before_the_goodbye() {
     tokio::join!(server.shutdown(), bob_reads, alice_reads);
 }
 
+/// A connection the kernel completed but the server had not accepted yet
+/// when it stopped is told `server: shutting down`, not reset.
+#[test]
+fn a_connection_still_in_the_listen_queue_is_told_not_reset() {
+    use std::io::{BufRead, BufReader};
+    let listener = achat::server::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    // The handshake completes in the kernel; nobody accepts it yet.
+    let client = std::net::TcpStream::connect(addr).expect("connect");
+    client.set_read_timeout(Some(WAIT)).expect("timeout");
+    // A shutdown that has already come: the accept loop takes nothing in
+    // the ordinary way, so the connection is still queued when it stops.
+    let server = std::thread::spawn(move || {
+        actix::System::new().block_on(achat::run(
+            listener,
+            crate::util::test_config(),
+            std::future::ready(()),
+        ))
+    });
+    let mut reader = BufReader::new(&client);
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("a line, not a reset");
+    assert_eq!(line, "server: shutting down\n");
+    line.clear();
+    assert_eq!(reader.read_line(&mut line).expect("a clean close"), 0);
+    drop(reader);
+    drop(client);
+    server
+        .join()
+        .expect("server thread")
+        .expect("server stopped cleanly");
+}
+
 async fn signal_shuts_down_cleanly(signal: &str) {
     let server = Binary::start(&[]).await;
     let mut alice = server.login("alice").await;
