@@ -9,7 +9,7 @@
 //! | message   | from → to        | reply                     |
 //! |-----------|------------------|---------------------------|
 //! | [`Connect`] | session → broker | none                    |
-//! | [`NewPeer`]   | session → broker | `Result<(), LoginError>` |
+//! | [`NewPeer`] | session → broker | `Result<(), LoginError>` |
 //! | [`Route`]   | session → broker | none (its [`Credit`] returns when handled) |
 //! | [`Drained`] | session → broker | none (dropping its guard is the answer) |
 //! | [`Leave`]   | session → broker | none (the broker answers with [`Control::Close`]) |

@@ -45,8 +45,8 @@ use crate::session::{Permit, Session, SessionContext, SessionLimits};
 /// example EMFILE: out of descriptors), so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
-/// At most this many refused connections are being told "server full" at
-/// once; past that they are closed without a word.
+/// At most this many refused connections (server full, or shutting down)
+/// are being told why at once; past that they are closed without a word.
 const MAX_REFUSALS_IN_FLIGHT: u32 = 64;
 
 /// How long telling a refused connection why may take.

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::util::{Binary, Client, WAIT, start};
+use crate::util::{Binary, Client, WAIT, start, test_config};
 
 #[tokio::test]
 async fn every_connection_is_told_and_closed() {
@@ -60,11 +60,7 @@ fn a_connection_still_in_the_listen_queue_is_told_not_reset() {
     // A shutdown that has already come: the accept loop takes nothing in
     // the ordinary way, so the connection is still queued when it stops.
     let server = std::thread::spawn(move || {
-        actix::System::new().block_on(achat::run(
-            listener,
-            crate::util::test_config(),
-            std::future::ready(()),
-        ))
+        actix::System::new().block_on(achat::run(listener, test_config(), std::future::ready(())))
     });
     let mut reader = BufReader::new(&client);
     let mut line = String::new();
