@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::sched::BrokerSched;
+
 /// The validated settings of a server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -24,6 +26,8 @@ pub struct Config {
     pub login_timeout: Duration,
     /// Time a shutdown may take before the remaining connections are cut.
     pub shutdown_grace: Duration,
+    /// How the broker's thread is scheduled.
+    pub broker_sched: BrokerSched,
 }
 
 impl Default for Config {
@@ -35,6 +39,7 @@ impl Default for Config {
             max_outbox_bytes: 1 << 20,
             login_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
+            broker_sched: BrokerSched::Batch,
         }
     }
 }
@@ -75,6 +80,10 @@ pub struct ServerArgs {
     /// Time a shutdown may take to flush and close connections.
     #[arg(long, default_value = "5s", value_name = "DUR", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Scheduling policy of the broker's thread: batch (SCHED_BATCH, it does not preempt the workers) or normal.
+    #[arg(long, value_enum, default_value_t = BrokerSched::Batch, value_name = "POLICY")]
+    pub broker_sched: BrokerSched,
 }
 
 /// Why a command line was refused after parsing.
@@ -111,6 +120,7 @@ impl ServerArgs {
             max_outbox_bytes: saturate(self.max_outbox_bytes),
             login_timeout: self.login_timeout,
             shutdown_grace: self.shutdown_grace,
+            broker_sched: self.broker_sched,
         })
     }
 }
@@ -181,6 +191,8 @@ mod tests {
             "2s",
             "--shutdown-grace",
             "250ms",
+            "--broker-sched",
+            "normal",
         ])
         .unwrap();
         let c = a.config().unwrap();
@@ -194,6 +206,7 @@ mod tests {
                 max_outbox_bytes: 1000,
                 login_timeout: Duration::from_secs(2),
                 shutdown_grace: Duration::from_millis(250),
+                broker_sched: BrokerSched::Normal,
             }
         );
     }

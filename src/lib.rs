@@ -26,7 +26,9 @@
 //! Putting it together:
 //! - [`server`]: the accept loop, worker placement, start and the ordered
 //!   shutdown; [`server::run`] takes a bound listener and a shutdown future;
-//! - [`limits`]: fitting `--max-connections` to the descriptor limit.
+//! - [`limits`]: fitting `--max-connections` to the descriptor limit;
+//! - [`sched`]: the broker thread's scheduling policy (the crate's one
+//!   `unsafe` system call).
 //! - [`client`]: `achat-client`'s logic, its pipe and terminal modes.
 //!
 //! The binaries in `src/bin/` are thin: parse the command line, set up
@@ -39,6 +41,7 @@ pub mod limits;
 pub mod line_reader;
 pub mod messages;
 pub mod protocol;
+pub mod sched;
 pub mod server;
 pub mod session;
 

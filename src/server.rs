@@ -98,6 +98,12 @@ pub async fn run(
     let listener = TcpListener::from_std(listener)?;
 
     let broker_arbiter = Arbiter::try_new()?;
+    let broker_sched = config.broker_sched;
+    broker_arbiter.spawn_fn(move || {
+        if let Err(e) = crate::sched::apply(broker_sched) {
+            warn!("could not set the broker thread's scheduling policy to {broker_sched:?}: {e}");
+        }
+    });
     let max_outbox_bytes = config.max_outbox_bytes;
     let broker = Broker::start_in_arbiter(&broker_arbiter.handle(), move |_| {
         Broker::new(max_outbox_bytes)
