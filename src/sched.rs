@@ -21,10 +21,10 @@ use std::io;
 /// How the broker's thread is scheduled (`--broker-sched`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum BrokerSched {
-    /// `SCHED_BATCH`: it does not preempt running threads when woken.
+    /// SCHED_BATCH: when woken, it waits for a free CPU instead of preempting a running thread.
     #[default]
     Batch,
-    /// The system's default policy.
+    /// The system's default policy (SCHED_OTHER).
     Normal,
 }
 
