@@ -99,9 +99,10 @@ pub async fn run(
 
     let broker_arbiter = Arbiter::try_new()?;
     let broker_sched = config.broker_sched;
-    broker_arbiter.spawn_fn(move || {
-        if let Err(e) = crate::sched::apply(broker_sched) {
-            warn!("could not set the broker thread's scheduling policy to {broker_sched:?}: {e}");
+    broker_arbiter.spawn_fn(move || match crate::sched::apply(broker_sched) {
+        Ok(()) => info!("broker thread scheduling policy: {broker_sched}"),
+        Err(e) => {
+            warn!("could not set the broker thread's scheduling policy to {broker_sched}: {e}")
         }
     });
     let max_outbox_bytes = config.max_outbox_bytes;
