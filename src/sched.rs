@@ -87,28 +87,39 @@ mod tests {
 
     #[test]
     fn batch_sets_sched_batch_on_the_calling_thread_only() {
-        let policies = std::thread::spawn(|| {
+        let main_before = current_policy();
+        let seen = std::thread::spawn(|| {
             let before = current_policy();
-            let applied = apply(BrokerSched::Batch);
-            (before, applied.is_ok(), current_policy())
+            let applied = apply(BrokerSched::Batch).map_err(|e| e.raw_os_error());
+            (before, applied, current_policy())
         })
         .join();
-        let Ok((before, applied, after)) = policies else {
+        let Ok((before, applied, after)) = seen else {
             panic!("the thread panicked");
         };
-        assert_eq!(before, libc::SCHED_OTHER as u32);
-        assert!(applied);
-        assert_eq!(after, libc::SCHED_BATCH as u32);
-        assert_eq!(current_policy(), libc::SCHED_OTHER as u32);
+        match applied {
+            Ok(()) => assert_eq!(after, libc::SCHED_BATCH as u32),
+            // A sandbox (a seccomp filter, say) may refuse the call; then
+            // nothing changed, and the server carries on with a warning.
+            Err(code) => {
+                assert!(
+                    matches!(code, Some(libc::EPERM | libc::ENOSYS)),
+                    "unexpected error {code:?}"
+                );
+                assert_eq!(after, before);
+            }
+        }
+        assert_eq!(current_policy(), main_before, "only that thread changes");
     }
 
     #[test]
     fn normal_changes_nothing() {
-        let after = std::thread::spawn(|| {
+        let seen = std::thread::spawn(|| {
+            let before = current_policy();
             let applied = apply(BrokerSched::Normal);
-            (applied.is_ok(), current_policy())
+            (before, applied.is_ok(), current_policy())
         })
         .join();
-        assert!(matches!(after, Ok((true, p)) if p == libc::SCHED_OTHER as u32));
+        assert!(matches!(seen, Ok((before, true, after)) if before == after));
     }
 }
