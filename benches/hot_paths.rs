@@ -11,10 +11,10 @@
 use std::hint::black_box;
 
 use achat::Broker;
+use achat::batch::Batch;
 use achat::line_reader::{Frame, LineReader};
 use achat::messages::{
-    Backlog, Batch, Connect, Control, Credit, DELIVER_OVERHEAD, Deliver, NewPeer, Route,
-    SessionLink,
+    Backlog, Connect, Control, Credit, DELIVER_OVERHEAD, Deliver, NewPeer, Route, SessionLink,
 };
 use achat::protocol::{self, Request};
 use actix::prelude::*;

@@ -245,7 +245,7 @@ pub enum LoginAnswer<'a> {
 /// Reads one line (without its line ending) as an answer to a login.
 pub fn login_answer(line: &str) -> LoginAnswer<'_> {
     match parse_server_line(line) {
-        ServerLine::Server(text) if text.starts_with("welcome") => LoginAnswer::Welcome,
+        ServerLine::Welcome { .. } => LoginAnswer::Welcome,
         ServerLine::Server(_) => LoginAnswer::Notice,
         ServerLine::Error(text) => LoginAnswer::Refused(text),
         ServerLine::Message { .. } | ServerLine::Other(_) => LoginAnswer::Other,
@@ -255,9 +255,7 @@ pub fn login_answer(line: &str) -> LoginAnswer<'_> {
 /// The name in a `server: welcome <name> ...` line, if it is one.
 pub fn welcomed_name(line: &str) -> Option<&str> {
     match parse_server_line(line) {
-        ServerLine::Server(text) => text
-            .strip_prefix("welcome ")
-            .and_then(|rest| rest.split_whitespace().next()),
+        ServerLine::Welcome { name } => Some(name),
         _ => None,
     }
 }
@@ -415,7 +413,7 @@ pub fn paint(line: &str) -> String {
                 sender_style.render_reset()
             )
         }
-        ServerLine::Server(_) => write!(
+        ServerLine::Welcome { .. } | ServerLine::Server(_) => write!(
             out,
             "{}{line}{}",
             server_style.render(),

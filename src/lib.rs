@@ -34,6 +34,7 @@
 //! The binaries in `src/bin/` are thin: parse the command line, set up
 //! logging, bind, call the library.
 
+pub mod batch;
 pub mod broker;
 pub mod client;
 pub mod config;

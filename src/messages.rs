@@ -18,19 +18,19 @@
 //! | [`Control`] | broker → session | none                    |
 //!
 //! The tutorial's broker handles `NewPeer` and `Message { from, to, msg }`.
-//! [`NewPeer`] is the same here; a `Message` is an [`Op::Send`], carried
+//! [`NewPeer`] is the same here; a `Message` is an
+//! [`Op::Send`](crate::batch::Op::Send), carried
 //! with the other requests from the same read of the socket in one
 //! [`Route`], so the broker's mailbox sees one message per read, not one
 //! per line.
 
-use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use actix::prelude::*;
 
-use crate::protocol::{self, ChatLine};
+use crate::batch::Batch;
 
 /// Identifies one TCP connection for its whole life. Given out by the
 /// acceptor from a counter and never reused, so a late message about a
@@ -94,18 +94,20 @@ pub struct Connect {
 pub struct NewPeer {
     /// The connection logging in.
     pub id: ConnId,
-    /// A name that passed [`protocol::validate_name`].
+    /// A name that passed [`validate_name`](crate::protocol::validate_name).
     pub name: String,
 }
 
-/// Why the broker refused a [`NewPeer`].
+/// Why the broker refused a [`NewPeer`]. (What the client is told is
+/// [`Reply::NameTaken`](crate::protocol::Reply) or
+/// [`Reply::LoginsClosed`](crate::protocol::Reply).)
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LoginError {
     /// Another connection is logged in under this name.
-    #[error("the name '{0}' is taken, choose another")]
+    #[error("name {0:?} taken")]
     Taken(String),
     /// The server is shutting down and takes no new logins.
-    #[error("the server is shutting down")]
+    #[error("shutting down")]
     ShuttingDown,
 }
 
@@ -171,8 +173,18 @@ pub struct Drained {
 pub struct Leave {
     /// The connection.
     pub id: ConnId,
-    /// A last `server:` line for the leaving peer (`/quit` says "bye").
-    pub farewell: Option<&'static str>,
+    /// Why; a peer that said `/quit` gets `server: bye` as its last line.
+    pub reason: LeaveReason,
+}
+
+/// Why a connection is ending (see [`Leave`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaveReason {
+    /// The client sent `/quit`.
+    Quit,
+    /// Anything else: end of stream, a reset, an eviction, a timeout, the
+    /// shutdown.
+    Gone,
 }
 
 /// Server → broker: shut down. The broker asks every session to drain its
@@ -245,7 +257,8 @@ impl SessionLink {
 }
 
 /// What a session holds of the broker. One is shared (behind an `Arc`) by
-/// all sessions, which keeps each session small.
+/// all sessions, which keeps each session small. Made by the broker
+/// (`BrokerLink::from(&Addr<Broker>)`), so sessions never name its type.
 #[derive(Clone)]
 pub struct BrokerLink {
     /// Where [`Connect`] goes.
@@ -260,194 +273,9 @@ pub struct BrokerLink {
     pub leave: Recipient<Leave>,
 }
 
-impl BrokerLink {
-    /// The link to any actor that handles the broker's messages.
-    pub fn new<B>(addr: &Addr<B>) -> Self
-    where
-        B: Actor
-            + Handler<Connect>
-            + Handler<NewPeer>
-            + Handler<Route>
-            + Handler<Drained>
-            + Handler<Leave>,
-        B::Context: actix::dev::ToEnvelope<B, Connect>
-            + actix::dev::ToEnvelope<B, NewPeer>
-            + actix::dev::ToEnvelope<B, Route>
-            + actix::dev::ToEnvelope<B, Drained>
-            + actix::dev::ToEnvelope<B, Leave>,
-    {
-        BrokerLink {
-            connect: addr.clone().recipient(),
-            new_peer: addr.clone().recipient(),
-            route: addr.clone().recipient(),
-            drained: addr.clone().recipient(),
-            leave: addr.clone().recipient(),
-        }
-    }
-}
-
-/// The requests from one read of a socket, in order.
-///
-/// It is laid out for the broker, the one serialization point, to do as
-/// little as possible: the session (on a worker thread) parses each line,
-/// formats the `from <sender>: <text>` line once, and the broker only looks
-/// recipients up and copies bytes. Two buffers and a list of operations
-/// pointing into them, so a read holding hundreds of lines costs three
-/// allocations, not hundreds.
-#[derive(Debug, Default)]
-pub struct Batch {
-    /// Output lines, back to back.
-    lines: Vec<u8>,
-    /// Recipient names, each followed by a `,` (names never contain one).
-    names: String,
-    /// What to do, in order.
-    ops: Vec<Op>,
-}
-
-/// One request in a [`Batch`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Op {
-    /// Relay a formatted line.
-    Send {
-        /// To everyone online except the sender (`*`).
-        everyone: bool,
-        /// The named recipients: a range of [`Batch::names`], deduplicated.
-        names: Range<usize>,
-        /// The formatted `from ...` line: a range of the batch's lines.
-        line: Range<usize>,
-    },
-    /// Answer `/who`.
-    Who,
-    /// Write these bytes back to the sender, in order with the rest of its
-    /// output (errors and `/help` found by the session).
-    Echo(Range<usize>),
-}
-
-impl Batch {
-    /// An empty batch.
-    pub fn new() -> Self {
-        Batch::default()
-    }
-
-    /// An empty batch with room for what `input_len` bytes of typical chat
-    /// lines produce, so filling it rarely reallocates.
-    pub fn for_input(input_len: usize) -> Self {
-        Batch {
-            lines: Vec::with_capacity(input_len + input_len / 2),
-            names: String::with_capacity(input_len / 4),
-            ops: Vec::with_capacity(input_len / 16),
-        }
-    }
-
-    /// Adds a chat line from `sender`.
-    pub fn push_chat(&mut self, sender: &str, chat: &ChatLine<'_>) {
-        let start = self.names.len();
-        for name in &chat.names {
-            self.names.push_str(name);
-            self.names.push(',');
-        }
-        let names = start..self.names.len();
-        let line = self.push_bytes(|out| protocol::write_message(out, sender, chat.text));
-        self.ops.push(Op::Send {
-            everyone: chat.everyone,
-            names,
-            line,
-        });
-    }
-
-    /// Adds a `/who`.
-    pub fn push_who(&mut self) {
-        self.ops.push(Op::Who);
-    }
-
-    /// Adds output for the sender itself, written by `write`.
-    pub fn push_echo(&mut self, write: impl FnOnce(&mut Vec<u8>)) {
-        let range = self.push_bytes(write);
-        self.ops.push(Op::Echo(range));
-    }
-
-    fn push_bytes(&mut self, write: impl FnOnce(&mut Vec<u8>)) -> Range<usize> {
-        let start = self.lines.len();
-        write(&mut self.lines);
-        start..self.lines.len()
-    }
-
-    /// The operations, in order.
-    pub fn ops(&self) -> &[Op] {
-        &self.ops
-    }
-
-    /// The bytes an operation points at.
-    pub fn bytes(&self, range: Range<usize>) -> &[u8] {
-        self.lines.get(range).unwrap_or_default()
-    }
-
-    /// The recipient names an operation points at.
-    pub fn names(&self, range: Range<usize>) -> impl Iterator<Item = &str> {
-        self.names
-            .get(range)
-            .unwrap_or_default()
-            .split_terminator(',')
-    }
-
-    /// Bytes of output lines in the batch (each relayed line counted once,
-    /// which is what one recipient gets of it at most).
-    pub fn output_len(&self) -> usize {
-        self.lines.len()
-    }
-
-    /// Whether nothing was added.
-    pub fn is_empty(&self) -> bool {
-        self.ops.is_empty()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{Request, parse_request};
-
-    fn chat(line: &str) -> ChatLine<'_> {
-        match parse_request(line) {
-            Ok(Request::Chat(c)) => c,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_batch_keeps_order_and_content() {
-        let mut batch = Batch::new();
-        batch.push_chat("alice", &chat("bob, carol: hi"));
-        batch.push_echo(|out| protocol::write_error(out, "oops"));
-        batch.push_who();
-        batch.push_chat("alice", &chat("*: all"));
-        let ops = batch.ops().to_vec();
-        assert_eq!(ops.len(), 4);
-        let Op::Send {
-            everyone,
-            names,
-            line,
-        } = ops[0].clone()
-        else {
-            panic!()
-        };
-        assert!(!everyone);
-        assert_eq!(batch.names(names).collect::<Vec<_>>(), ["bob", "carol"]);
-        assert_eq!(batch.bytes(line), b"from alice: hi\n");
-        let Op::Echo(echo) = ops[1].clone() else {
-            panic!()
-        };
-        assert_eq!(batch.bytes(echo), b"error: oops\n");
-        assert_eq!(ops[2], Op::Who);
-        let Op::Send {
-            everyone, names, ..
-        } = ops[3].clone()
-        else {
-            panic!()
-        };
-        assert!(everyone);
-        assert_eq!(batch.names(names).count(), 0);
-    }
 
     #[test]
     fn backlog_counts() {

@@ -33,13 +33,14 @@ use actix::prelude::*;
 use log::{error, info, warn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::broker::Broker;
 use crate::config::Config;
 use crate::messages::{BrokerLink, ConnId, Shutdown};
-use crate::protocol;
-use crate::session::{Permit, Session, SessionContext, SessionLimits};
+use crate::protocol::Reply;
+use crate::session::{ConnectionSlot, Session, SessionEnv, SessionLimits};
 
 /// How long to wait before accepting again after an accept error (for
 /// example EMFILE: out of descriptors), so the loop does not spin.
@@ -115,15 +116,15 @@ pub async fn run(
         worker.spawn_fn(crate::session::prepare_worker_thread);
         workers.push(worker);
     }
-    let session_cx = SessionContext {
-        broker: Arc::new(BrokerLink::new(&broker)),
-        limits: Arc::new(SessionLimits {
+    let session_env = Arc::new(SessionEnv {
+        broker: BrokerLink::from(&broker),
+        limits: SessionLimits {
             max_line_bytes: config.max_line_bytes,
             max_outbox_bytes: config.max_outbox_bytes,
             login_timeout: config.login_timeout,
-            close_timeout: config.shutdown_grace,
-        }),
-    };
+            flush_timeout: config.shutdown_grace,
+        },
+    });
     info!(
         "serving on {} with {} workers, at most {} connections",
         listener.local_addr()?,
@@ -137,7 +138,7 @@ pub async fn run(
         max_connections: config.max_connections,
         refusals: refusals.clone(),
         alive: mpsc::channel(1),
-        session_cx,
+        session_env,
         next_id: 0,
     };
     let (alive, mut all_gone) = acceptor.accept_until(listener, &workers, shutdown).await;
@@ -190,7 +191,7 @@ struct Acceptor {
     /// Every session holds a clone of the sender; the server waits for the
     /// receiver to see all of them dropped.
     alive: (mpsc::Sender<()>, mpsc::Receiver<()>),
-    session_cx: SessionContext,
+    session_env: Arc<SessionEnv>,
     next_id: ConnId,
 }
 
@@ -243,7 +244,7 @@ impl Acceptor {
                 .set_nonblocking(true)
                 .and_then(|()| TcpStream::from_std(stream));
             if let Ok(stream) = registered {
-                self.turn_away(stream, peer, ServerLine::ShuttingDown);
+                self.turn_away(stream, peer, Refusal::ShuttingDown);
             }
         }
     }
@@ -251,7 +252,7 @@ impl Acceptor {
     /// Starts a session for `stream` on the next worker, or refuses it.
     fn place(&mut self, stream: TcpStream, peer: SocketAddr, workers: &[Arbiter]) {
         let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-            self.turn_away(stream, peer, ServerLine::Full);
+            self.turn_away(stream, peer, Refusal::Full);
             return;
         };
         let stream = match stream.into_std() {
@@ -263,14 +264,14 @@ impl Acceptor {
         };
         self.next_id += 1;
         let id = self.next_id;
-        let permit = Permit {
+        let slot = ConnectionSlot {
             slot,
             alive: self.alive.0.clone(),
         };
-        let cx = self.session_cx.clone();
+        let env = self.session_env.clone();
         let worker = &workers[(id as usize) % workers.len()];
         let placed = worker.spawn_fn(move || {
-            if let Err(e) = Session::start(stream, peer, id, cx, permit) {
+            if let Err(e) = Session::start(stream, peer, id, env, slot) {
                 warn!("conn {id}: could not start a session: {e}");
             }
         });
@@ -280,27 +281,23 @@ impl Acceptor {
     }
 
     /// Tells a connection why it is closed, and closes it.
-    fn turn_away(&self, stream: TcpStream, peer: SocketAddr, why: ServerLine) {
+    fn turn_away(&self, stream: TcpStream, peer: SocketAddr, why: Refusal) {
         let Ok(refusal) = self.refusals.clone().try_acquire_owned() else {
             return;
         };
-        let mut line = Vec::new();
-        match why {
-            ServerLine::Full => {
+        let line = match why {
+            Refusal::Full => {
                 warn!(
                     "refused {peer}: server full ({} connections)",
                     self.max_connections
                 );
-                protocol::write_error(
-                    &mut line,
-                    format_args!(
-                        "server full ({} connections), try again later",
-                        self.max_connections
-                    ),
-                );
+                Reply::ServerFull {
+                    max_connections: self.max_connections,
+                }
             }
-            ServerLine::ShuttingDown => protocol::write_server(&mut line, "shutting down"),
+            Refusal::ShuttingDown => Reply::ShuttingDown,
         }
+        .to_bytes();
         actix::spawn(async move {
             let _refusal = refusal;
             let mut stream = stream;
@@ -323,37 +320,40 @@ impl Acceptor {
     }
 }
 
-/// What a connection that is turned away is told.
-enum ServerLine {
+/// Why a connection is turned away.
+enum Refusal {
     /// Over `--max-connections`.
     Full,
     /// Arrived as the server was stopping.
     ShuttingDown,
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM, whichever comes first.
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let terminate = async {
-        match signal(SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
-            }
-            Err(e) => {
-                error!("cannot listen for SIGTERM: {e}");
-                std::future::pending::<()>().await;
-            }
+/// SIGINT (Ctrl-C) and SIGTERM, caught from the moment this value is
+/// made. The binary makes it before it prints `listening on ADDR`, so a
+/// script or supervisor that signals as soon as it reads that line gets
+/// the clean shutdown, not the default action (death, exit status 143).
+pub struct ShutdownSignals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl ShutdownSignals {
+    /// Installs the handlers. Must be called inside a tokio runtime with
+    /// signals enabled (tokio registers a handler when the stream is made,
+    /// not when it is first polled).
+    pub fn install() -> io::Result<Self> {
+        Ok(ShutdownSignals {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// Completes on the first of the two signals to arrive.
+    pub async fn recv(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => info!("SIGINT received"),
+            _ = self.terminate.recv() => info!("SIGTERM received"),
         }
-    };
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => {
-            if let Err(e) = result {
-                error!("cannot listen for SIGINT: {e}");
-                std::future::pending::<()>().await;
-            }
-            info!("SIGINT received");
-        }
-        () = terminate => info!("SIGTERM received"),
     }
 }
 

@@ -1,5 +1,5 @@
 //! `achat-server`: parse the command line, set up logging, fit the limits,
-//! bind, print the address, run until SIGINT or SIGTERM.
+//! bind, catch the signals, print the address, run until SIGINT or SIGTERM.
 
 use std::io::Write as _;
 use std::process::ExitCode;
@@ -8,6 +8,7 @@ use clap::Parser;
 use log::{info, warn};
 
 use achat::config::ServerArgs;
+use achat::server::ShutdownSignals;
 
 fn main() -> ExitCode {
     let args = ServerArgs::parse();
@@ -46,17 +47,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match listener.local_addr() {
-        Ok(addr) => {
-            // The one line on standard output: scripts read the port here.
-            println!("listening on {addr}");
-            let _ = std::io::stdout().flush();
-        }
+    let local_addr = match listener.local_addr() {
+        Ok(addr) => addr,
         Err(e) => {
             eprintln!("achat-server: {e}");
             return ExitCode::FAILURE;
         }
-    }
+    };
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -69,11 +66,16 @@ fn main() -> ExitCode {
         }
     };
     let system = actix::System::with_tokio_rt(move || runtime);
-    let served = system.block_on(achat::server::run(
-        listener,
-        config,
-        achat::server::shutdown_signal(),
-    ));
+    let served = system.block_on(async move {
+        // The handlers first, then the line scripts wait for: a signal
+        // sent the moment the line is read finds them in place.
+        let signals = ShutdownSignals::install()
+            .map_err(|e| std::io::Error::other(format!("cannot catch SIGINT/SIGTERM: {e}")))?;
+        // The one line on standard output: scripts read the port here.
+        println!("listening on {local_addr}");
+        let _ = std::io::stdout().flush();
+        achat::server::run(listener, config, signals.recv()).await
+    });
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

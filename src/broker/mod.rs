@@ -1,0 +1,443 @@
+//! The broker: the one actor that knows who is online.
+//!
+//! It owns the table of peers (every open connection) and the table of
+//! names, and nothing else touches them: there is no mutex around the
+//! peers because the broker's mailbox is the one serialization point.
+//! "Bob sends to Alice" and "Alice joins" are two messages in that mailbox,
+//! handled one after the other, so every session sees the same order of
+//! events.
+//!
+//! Three habits keep the single thread this runs on from becoming the
+//! bottleneck or a hazard:
+//! - It never waits for a session. Output goes out with `do_send`, and each
+//!   session's [`Backlog`](crate::messages::Backlog) (bytes sent to it but
+//!   not yet written to its socket) is checked against
+//!   `--max-outbox-bytes`: a peer that passes it is evicted, so a reader
+//!   that stopped reading costs nobody else anything.
+//! - It batches. Output for a session accumulates in that peer's `pending`
+//!   buffer (`outbound.rs`) and goes out as one
+//!   [`Deliver`](crate::messages::Deliver) once the mailbox is empty (or
+//!   enough has piled up), so one busy recipient receives one message per
+//!   round, not one per line.
+//! - Where a line goes is decided in one function, `Broker::route`; a
+//!   future cluster mode adds remote routes there and nowhere else.
+
+mod outbound;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use actix::prelude::*;
+use log::{debug, info, warn};
+use tokio::sync::mpsc;
+
+use crate::batch::{Batch, Op};
+use crate::messages::{
+    BrokerLink, ConnId, Connect, Control, Credit, DrainGuard, Drained, Leave, LeaveReason,
+    LoginError, Name, NewPeer, Route, Shutdown,
+};
+use crate::protocol::{self, Reply};
+use outbound::{Outbound, Peer};
+
+/// The broker's tables hash with foldhash: several times faster than the
+/// standard SipHash on short keys, and still seeded at random per table,
+/// since names are chosen by clients.
+type Table<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// Pending output is sent without waiting for the mailbox to empty once
+/// this many bytes have piled up, bounding both memory and latency when
+/// the mailbox never empties.
+const FLUSH_AT_BYTES: usize = 256 * 1024;
+
+/// The broker actor: the owner of who is online. It handles [`NewPeer`]
+/// (take a name) and [`Route`] (messages to deliver) among others, one at
+/// a time from its mailbox: that mailbox is the one serialization point, so
+/// no mutex guards the peers. See the module documentation.
+pub struct Broker {
+    /// Every open connection, logged in or not, so shutdown reaches all.
+    peers: Table<ConnId, Peer>,
+    /// Who is logged in under which name.
+    names: Table<Name, ConnId>,
+    /// Output queued in the peers' `pending` buffers.
+    out: Outbound,
+    /// A flush is queued to run once the mailbox is empty.
+    flush_queued: bool,
+    phase: Phase,
+}
+
+/// Where the broker is in its life.
+enum Phase {
+    Running,
+    /// Shutdown phase one: sessions are draining their input. A weak handle
+    /// on the drain channel lets a connection that registers now join in.
+    Draining(mpsc::WeakSender<()>),
+    /// Shutdown phase two: every session was told goodbye.
+    Closing,
+}
+
+impl Broker {
+    /// A broker that evicts peers whose unwritten output passes
+    /// `max_outbox_bytes`.
+    pub fn new(max_outbox_bytes: usize) -> Self {
+        Broker {
+            peers: Table::default(),
+            names: Table::default(),
+            out: Outbound::new(max_outbox_bytes),
+            flush_queued: false,
+            phase: Phase::Running,
+        }
+    }
+}
+
+impl From<&Addr<Broker>> for BrokerLink {
+    /// The link the sessions use to reach this broker.
+    fn from(broker: &Addr<Broker>) -> Self {
+        BrokerLink {
+            connect: broker.clone().recipient(),
+            new_peer: broker.clone().recipient(),
+            route: broker.clone().recipient(),
+            drained: broker.clone().recipient(),
+            leave: broker.clone().recipient(),
+        }
+    }
+}
+
+/// Routing: where each request of a batch goes.
+impl Broker {
+    /// Carries out one [`Route`]: every request of the batch, in order, as
+    /// if each had been a message of its own; then decides when the
+    /// sender's credit goes back.
+    fn route_batch(&mut self, from: ConnId, batch: &Batch, credit: Credit) {
+        self.out.filled = None;
+        for op in batch.ops() {
+            // Checked per op: a sender evicted halfway through its own
+            // output (say, a thousand `/who`s) is not served further.
+            if !self.peers.get(&from).is_some_and(Peer::is_online) {
+                debug!("conn {from}: batch dropped, sender no longer online");
+                break;
+            }
+            self.apply(from, batch, op);
+        }
+        // The credit goes back to the sender when it is dropped: now, or,
+        // if the batch filled someone's outbox past half its cap, when that
+        // session has written enough (end-to-end back-pressure: a flooder
+        // slows to its reader's pace instead of getting the reader cut off).
+        let filled = self.out.filled.take();
+        if let Some(peer) = filled.and_then(|id| self.peers.get_mut(&id))
+            && !peer.evicted
+        {
+            peer.held.push(credit);
+        }
+    }
+
+    /// Carries out one request from `from`.
+    fn apply(&mut self, from: ConnId, batch: &Batch, op: &Op) {
+        match op {
+            Op::Send {
+                everyone,
+                names,
+                line,
+            } => {
+                log::trace!(
+                    "conn {from}: {:?}",
+                    String::from_utf8_lossy(batch.bytes(line.clone()))
+                );
+                self.route(
+                    from,
+                    *everyone,
+                    batch.names(names.clone()),
+                    batch.bytes(line.clone()),
+                );
+            }
+            Op::Who => {
+                let who = self.who();
+                self.push_to(from, &who);
+            }
+            Op::Echo(range) => self.push_to(from, batch.bytes(range.clone())),
+        }
+    }
+
+    /// Decides which sessions get `line`, sent by `from` to `names` (and to
+    /// everyone else online if `everyone`), and queues it for them. Names
+    /// that are not online are reported to the sender in one `error:` line.
+    ///
+    /// This is the routing decision, in one place.
+    fn route<'n>(
+        &mut self,
+        from: ConnId,
+        everyone: bool,
+        names: impl Iterator<Item = &'n str>,
+        line: &[u8],
+    ) {
+        let mut reached = 0usize;
+        if everyone {
+            for (&id, peer) in &mut self.peers {
+                if id != from && peer.is_online() {
+                    peer.push(id, line, &mut self.out);
+                    reached += 1;
+                }
+            }
+        }
+        let mut missing: Vec<&str> = Vec::new();
+        for name in names {
+            let online = self
+                .names
+                .get(name)
+                .and_then(|&id| Some(id).zip(self.peers.get_mut(&id)))
+                .filter(|(_, peer)| peer.is_online());
+            let Some((id, peer)) = online else {
+                missing.push(name);
+                continue;
+            };
+            // With `*`, everyone but the sender has it already.
+            if !everyone || id == from {
+                peer.push(id, line, &mut self.out);
+            }
+            reached += 1;
+        }
+        if !missing.is_empty() {
+            self.push_to(from, &Reply::NotOnline(&missing).to_bytes());
+        } else if reached == 0 {
+            self.push_to(from, &Reply::NobodyElseOnline.to_bytes());
+        }
+    }
+
+    /// The answer to `/who`.
+    fn who(&self) -> Vec<u8> {
+        let online: Vec<&str> = self
+            .names
+            .iter()
+            .filter(|(_, id)| self.peers.get(id).is_some_and(Peer::is_online))
+            .map(|(name, _)| &**name)
+            .collect();
+        let mut out = Vec::new();
+        protocol::write_who(&mut out, online.len(), online.into_iter());
+        out
+    }
+
+    /// Queues output for one peer (if it is still there).
+    fn push_to(&mut self, id: ConnId, bytes: &[u8]) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.push(id, bytes, &mut self.out);
+        }
+    }
+}
+
+/// Output and the end of life: handing pending output over, shutting down.
+impl Broker {
+    /// Sends all pending output now.
+    fn flush(&mut self) {
+        for id in self.out.dirty.drain(..) {
+            if let Some(peer) = self.peers.get_mut(&id) {
+                peer.flush();
+            }
+        }
+        self.out.bytes = 0;
+    }
+
+    /// Sends pending output soon: once the mailbox is empty, so that what
+    /// the messages waiting there produce goes out together, or right away
+    /// if a lot has piled up.
+    fn flush_soon(&mut self, ctx: &mut Context<Self>) {
+        if self.out.bytes >= FLUSH_AT_BYTES {
+            self.flush();
+        } else if !self.out.dirty.is_empty() && !self.flush_queued {
+            self.flush_queued = true;
+            // `notify` runs after the mailbox has been emptied (see actix's
+            // ContextFut::poll: mailbox first, then spawned items).
+            ctx.notify(Flush);
+        }
+    }
+
+    /// Removes a peer that left, and sends it its last output and `Close`.
+    fn remove(&mut self, id: ConnId, reason: LeaveReason) {
+        let Some(mut peer) = self.peers.remove(&id) else {
+            return;
+        };
+        if let Some(name) = &peer.name {
+            // Only this connection's own registration is removed, never a
+            // newer connection that took the name since.
+            if self.names.get(name) == Some(&id) {
+                self.names.remove(name);
+            }
+            info!("conn {id}: {name} left");
+        }
+        shrink_when_sparse(&mut self.peers);
+        shrink_when_sparse(&mut self.names);
+        self.out.bytes = self.out.bytes.saturating_sub(peer.pending.len());
+        if reason == LeaveReason::Quit {
+            Reply::Bye.write_to(&mut peer.pending);
+        }
+        // Its last output first, then the word to close after it.
+        peer.flush();
+        peer.link.control.do_send(Control::Close);
+    }
+
+    /// Shutdown, phase two: every session gets `Goodbye` after all the
+    /// output queued for it.
+    fn say_goodbye(&mut self) {
+        self.flush();
+        self.phase = Phase::Closing;
+        info!(
+            "shutdown: saying goodbye to {} connections",
+            self.peers.len()
+        );
+        for peer in self.peers.values() {
+            peer.link.control.do_send(Control::Goodbye);
+        }
+    }
+}
+
+/// Gives back a table's memory once a burst of connections is over: a hash
+/// map keeps its largest capacity otherwise. Shrinking only below a quarter
+/// full, to half full, keeps this amortized O(1) per removal.
+fn shrink_when_sparse<K: std::hash::Hash + Eq, V>(table: &mut Table<K, V>) {
+    if table.capacity() > 64 && table.len() < table.capacity() / 4 {
+        table.shrink_to(table.len() * 2);
+    }
+}
+
+impl Actor for Broker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        // Unbounded for `send` too: every session has at most one request
+        // in flight (it waits for the answer before reading on), so the
+        // mailbox is bounded by the number of connections already. actix's
+        // own bound would park senders on a shared `Recipient` instead.
+        ctx.set_mailbox_capacity(0);
+    }
+}
+
+/// Self-message: send pending output (see [`Broker::flush_soon`]).
+#[derive(Message)]
+#[rtype(result = "()")]
+struct Flush;
+
+impl Handler<Flush> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, _: Flush, _: &mut Context<Self>) {
+        self.flush_queued = false;
+        self.flush();
+    }
+}
+
+impl Handler<Connect> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Connect, _: &mut Context<Self>) {
+        let Connect {
+            id,
+            session,
+            backlog,
+        } = msg;
+        // A connection accepted just before shutdown joins the shutdown.
+        match &self.phase {
+            Phase::Running => {}
+            Phase::Draining(weak) => {
+                // If the upgrade fails, draining is over and `say_goodbye`
+                // is about to run; it will reach this connection too.
+                if let Some(guard) = weak.upgrade() {
+                    session.control.do_send(Control::Drain(DrainGuard(guard)));
+                }
+            }
+            Phase::Closing => {
+                session.control.do_send(Control::Goodbye);
+            }
+        }
+        self.peers.insert(id, Peer::new(session, backlog));
+    }
+}
+
+impl Handler<NewPeer> for Broker {
+    type Result = Result<(), LoginError>;
+
+    fn handle(&mut self, msg: NewPeer, ctx: &mut Context<Self>) -> Self::Result {
+        let NewPeer { id, name } = msg;
+        if matches!(self.phase, Phase::Closing) {
+            return Err(LoginError::ShuttingDown);
+        }
+        if self.names.contains_key(name.as_str()) {
+            return Err(LoginError::Taken(name));
+        }
+        let Some(peer) = self.peers.get_mut(&id) else {
+            // Its `Connect` always comes first; a missing entry means the
+            // connection has already left.
+            return Err(LoginError::ShuttingDown);
+        };
+        let name: Name = Arc::from(name);
+        peer.name = Some(name.clone());
+        self.names.insert(name.clone(), id);
+        info!("conn {id}: logged in as {name}");
+        let welcome = Reply::Welcome {
+            name: &name,
+            online: self.names.len(),
+        };
+        self.push_to(id, &welcome.to_bytes());
+        self.flush_soon(ctx);
+        Ok(())
+    }
+}
+
+impl Handler<Route> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) {
+        self.route_batch(msg.from, &msg.batch, msg.credit);
+        self.flush_soon(ctx);
+    }
+}
+
+impl Handler<Drained> for Broker {
+    type Result = ();
+
+    /// Everything the session read was handled before this message (one
+    /// mailbox, in order): dropping its guard says so to the shutdown.
+    fn handle(&mut self, msg: Drained, _: &mut Context<Self>) {
+        drop(msg.guard);
+    }
+}
+
+impl Handler<Leave> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Leave, _: &mut Context<Self>) {
+        self.remove(msg.id, msg.reason);
+    }
+}
+
+impl Handler<Shutdown> for Broker {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        info!(
+            "shutdown: draining input of {} connections",
+            self.peers.len()
+        );
+        self.flush();
+        let (guard, mut drained) = mpsc::channel::<()>(1);
+        for peer in self.peers.values() {
+            peer.link
+                .control
+                .do_send(Control::Drain(DrainGuard(guard.clone())));
+        }
+        self.phase = Phase::Draining(guard.downgrade());
+        drop(guard);
+        let deadline = tokio::time::Instant::from_std(msg.drain_deadline);
+        let all_drained = async move {
+            // `recv` yields `None` once every guard has been dropped.
+            let waited = tokio::time::timeout_at(deadline, drained.recv()).await;
+            if waited.is_err() {
+                warn!("shutdown: not every connection drained its input in time");
+            }
+        };
+        Box::pin(
+            all_drained
+                .into_actor(self)
+                .map(|(), broker, _| broker.say_goodbye()),
+        )
+    }
+}

@@ -1,0 +1,30 @@
+//! The wire protocol: what a line means, and every line the server writes.
+//! No I/O happens here, so every rule of `docs/PROTOCOL.md` is tested on
+//! plain strings.
+//!
+//! Cutting the byte stream into lines is a separate concern and lives in
+//! [`crate::line_reader`]; this module starts from one complete, valid UTF-8
+//! line.
+//!
+//! Every line the server writes starts with one of three prefixes, so a
+//! client (or a script) tells them apart by the first word:
+//! `from <sender>: <text>`, `server: <text>` and `error: <text>`.
+//!
+//! - [`names`]: what a login name may be;
+//! - [`request`]: what a line sent after login asks for (chat lines,
+//!   commands);
+//! - [`reply`]: what the server writes: relayed messages and every
+//!   `server:` and `error:` text, each in one place;
+//! - [`server_line`]: reading the server's lines back, for clients.
+
+pub mod names;
+pub mod reply;
+pub mod request;
+pub mod server_line;
+
+pub use names::{FORBIDDEN_NAME_CHARS, MAX_NAME_CHARS, NameError, validate_name};
+pub use reply::{HELP, Reply, WHO_MAX_NAMES, WHO_NAMES_PER_LINE, write_message, write_who};
+pub use request::{
+    ChatLine, Command, Names, Request, RequestError, parse_request, printable, truncate_chars,
+};
+pub use server_line::{ServerLine, parse_server_line};

@@ -1,0 +1,312 @@
+//! The session: one actor per TCP connection.
+//!
+//! A session owns its socket, both directions. It reads lines, handles the
+//! login itself, and turns every later read into one
+//! [`Route`](crate::messages::Route) batch for the broker. It writes what
+//! the broker [`Deliver`]s.
+//!
+//! The folder holds its three parts:
+//! - `mod.rs`: the actor, its life (`Phase`) and its message handlers;
+//! - `input.rs`: reading with a credit in hand (`credits.rs`), draining at
+//!   shutdown, the end of input; what was read goes to
+//! - `login.rs`: the login exchange, or
+//! - `chat.rs`: after login, turning a read into a `Route` for the broker;
+//! - `outbox.rs`: writing, the `Outbox` of unwritten bytes with its
+//!   backlog, the senders' credits it holds and the stall clock, and
+//!   closing.
+//!
+//! Reading and writing are two small [`ActorFuture`]s spawned into the
+//! actor's context (`ReadInput` and `WriteOutput`), which poll the socket
+//! through the actor's own fields. This is what actix's `StreamHandler` and
+//! `FramedWrite` would do, with three differences that matter here:
+//! - **Flow control.** A session reads only with a
+//!   [`Credit`](crate::messages::Credit) in hand (two per session) and
+//!   sends it along with the batch; the broker drops it once the batch is
+//!   handled. A client that floods is read at the broker's pace and TCP
+//!   pushes back on it; its lines never pile up in memory. (A
+//!   `StreamHandler` reads as fast as the socket allows.)
+//! - **No idle buffers.** Reads go into one buffer per worker thread,
+//!   borrowed for the length of one read; the output buffer exists only
+//!   while there is output. An idle connection holds neither.
+//! - **A capped outbox, and back-pressure to senders.** `FramedWrite`'s
+//!   high-water mark never triggers on tokio sockets, which return `Pending`
+//!   rather than `WouldBlock`; here the broker counts each session's
+//!   unwritten bytes ([`Backlog`](crate::messages::Backlog)) and evicts the
+//!   session when they pass `--max-outbox-bytes`. Past half of that, the
+//!   broker hands the session the credits of the senders filling it
+//!   ([`Deliver::held`]); the session holds them until it has written its
+//!   way back below half, so a flooder slows to its reader's pace. A
+//!   session that holds credits and writes nothing at all for
+//!   [`STALL_LIMIT`] is not reading: it cuts itself off, which frees its
+//!   senders.
+//!
+//! Who writes what, so lines never overtake each other: before login the
+//! session writes its own answers (nothing else writes to a connection that
+//! is not logged in). From the login on, everything goes through the broker,
+//! even the session's own error lines (as [`Op::Echo`](crate::batch::Op)),
+//! because the broker's mailbox is the one place where all of a connection's
+//! output is put in order.
+
+mod chat;
+mod credits;
+mod input;
+mod login;
+mod outbox;
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{self, Poll};
+use std::time::Duration;
+
+use actix::prelude::*;
+use log::{debug, info};
+use tokio::net::TcpStream;
+
+use crate::messages::{
+    BrokerLink, ConnId, Connect, Control, Deliver, Leave, LeaveReason, Name, SessionLink,
+};
+use crate::protocol::Reply;
+use input::Input;
+use login::PendingLogin;
+use outbox::Outbox;
+
+pub use input::prepare_worker_thread;
+pub use outbox::{CLOSE_LINGER, STALL_LIMIT};
+
+/// The limits a session enforces; shared by all sessions of a server.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// Longest accepted line, in bytes, terminator excluded.
+    pub max_line_bytes: usize,
+    /// Cap on output waiting to be written. The broker checks it for
+    /// everything it delivers; the session itself for what it writes
+    /// before login (and its goodbye).
+    pub max_outbox_bytes: usize,
+    /// How long a connection may take to log in.
+    pub login_timeout: Duration,
+    /// How long closing may spend writing the last output to a client
+    /// that reads slowly or not at all (`--shutdown-grace`).
+    pub flush_timeout: Duration,
+}
+
+/// Everything a session needs from the server besides its socket; one is
+/// shared by all sessions of a server.
+#[derive(Clone)]
+pub struct SessionEnv {
+    /// The broker.
+    pub broker: BrokerLink,
+    /// The limits.
+    pub limits: SessionLimits,
+}
+
+/// Held by a session for as long as it lives; dropping it frees the
+/// connection's slot under `--max-connections` and tells the server one
+/// session fewer is alive (the server waits for all of them at shutdown).
+pub struct ConnectionSlot {
+    /// The slot under `--max-connections`.
+    pub slot: tokio::sync::OwnedSemaphorePermit,
+    /// A clone of the server's "sessions alive" sender.
+    pub alive: tokio::sync::mpsc::Sender<()>,
+}
+
+/// The session actor. See the module documentation.
+pub struct Session {
+    id: ConnId,
+    stream: TcpStream,
+    env: Arc<SessionEnv>,
+    phase: Phase,
+    input: Input,
+    outbox: Outbox,
+    /// This connection's entry at the broker, until its one [`Leave`] is
+    /// sent: taking it out is sending it.
+    membership: Option<Membership>,
+    _slot: ConnectionSlot,
+}
+
+/// Where a session is in its life.
+enum Phase {
+    /// Not logged in; the login timer runs. `asked` is a name the broker
+    /// is deciding on: input waits for its answer.
+    LoggingIn {
+        timer: SpawnHandle,
+        asked: Option<PendingLogin>,
+    },
+    /// Logged in under `name`.
+    Online { name: Name },
+    /// Input is over for good: the last output is written, then the
+    /// connection is closed (see [`CloseStep`]).
+    Closing(CloseStep),
+}
+
+/// How far closing has got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CloseStep {
+    /// Writing the last output.
+    Flushing,
+    /// Output written and FIN sent; waiting (at most [`CLOSE_LINGER`]) for
+    /// the client to close its side.
+    Lingering,
+}
+
+/// A connection the broker knows of (it was sent [`Connect`]); spent by
+/// sending the one [`Leave`].
+struct Membership;
+
+impl Session {
+    /// Starts a session for an accepted connection, on the current arbiter.
+    ///
+    /// The socket arrives as a `std` stream because a tokio socket stays
+    /// tied to the runtime that registered it: it is registered here, on
+    /// the worker that will own it.
+    pub fn start(
+        stream: std::net::TcpStream,
+        peer: SocketAddr,
+        id: ConnId,
+        env: Arc<SessionEnv>,
+        slot: ConnectionSlot,
+    ) -> io::Result<Addr<Session>> {
+        let stream = TcpStream::from_std(stream)?;
+        // Output is batched already; Nagle would only add latency.
+        stream.set_nodelay(true)?;
+        info!("conn {id}: connected from {peer}");
+        Ok(Session::create(move |ctx| {
+            let timer = ctx.run_later(env.limits.login_timeout, Session::login_timed_out);
+            Session {
+                id,
+                stream,
+                input: Input::new(env.limits.max_line_bytes),
+                env,
+                phase: Phase::LoggingIn { timer, asked: None },
+                outbox: Outbox::default(),
+                membership: None,
+                _slot: slot,
+            }
+        }))
+    }
+
+    /// Tells the broker this connection is ending, the first time only.
+    fn leave(&mut self, reason: LeaveReason) {
+        if let Some(Membership) = self.membership.take() {
+            self.env.broker.leave.do_send(Leave {
+                id: self.id,
+                reason,
+            });
+        }
+    }
+
+    fn login_timed_out(&mut self, ctx: &mut Context<Self>) {
+        if matches!(self.phase, Phase::Closing(_)) {
+            return;
+        }
+        let timeout = self.env.limits.login_timeout;
+        info!("conn {}: no login within {timeout:?}, closing", self.id);
+        self.reply(&Reply::LoginTimeout(timeout), ctx);
+        self.begin_close(ctx);
+    }
+
+    /// Stops input for good, flushes output, closes: bounded by the flush
+    /// timeout, then by [`CLOSE_LINGER`] once the last byte is written.
+    fn begin_close(&mut self, ctx: &mut Context<Self>) {
+        match &self.phase {
+            Phase::Closing(_) => return,
+            Phase::LoggingIn { timer, .. } => {
+                ctx.cancel_future(*timer);
+            }
+            Phase::Online { .. } => {}
+        }
+        self.phase = Phase::Closing(CloseStep::Flushing);
+        // A drain guard held goes back at once: nothing more is read.
+        self.input.stop();
+        // A writer that is running sees `Closing` when it has written all.
+        self.start_writing(ctx);
+        ctx.run_later(self.env.limits.flush_timeout, |session, ctx| {
+            debug!("conn {}: close timed out", session.id);
+            ctx.stop();
+        });
+    }
+}
+
+impl Actor for Session {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.env.broker.connect.do_send(Connect {
+            id: self.id,
+            session: SessionLink::new(&ctx.address()),
+            backlog: self.outbox.backlog().clone(),
+        });
+        self.membership = Some(Membership);
+        ctx.spawn(ReadInput);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        // Every way a session ends passes here, so the broker always hears.
+        self.leave(LeaveReason::Gone);
+        debug!("conn {}: closed", self.id);
+    }
+}
+
+impl Handler<Deliver> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
+        let Deliver { bytes, held } = msg;
+        self.hold(held, ctx);
+        self.outbox.append(bytes);
+        self.start_writing(ctx);
+    }
+}
+
+impl Handler<Control> for Session {
+    type Result = ();
+
+    fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) {
+        match msg {
+            Control::Evict => ctx.stop(),
+            Control::Close => self.begin_close(ctx),
+            Control::Drain(guard) => {
+                if !matches!(self.phase, Phase::Closing(_)) {
+                    self.input.drain(guard, &self.stream);
+                }
+            }
+            Control::Goodbye => {
+                self.reply(&Reply::ShuttingDown, ctx);
+                self.begin_close(ctx);
+            }
+        }
+    }
+}
+
+/// The input side of a session, as a future of the actor's context.
+struct ReadInput;
+
+impl ActorFuture<Session> for ReadInput {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        session: &mut Session,
+        ctx: &mut Context<Session>,
+        task_cx: &mut task::Context<'_>,
+    ) -> Poll<()> {
+        session.poll_input(ctx, task_cx)
+    }
+}
+
+/// The output side of a session, as a future of the actor's context.
+struct WriteOutput;
+
+impl ActorFuture<Session> for WriteOutput {
+    type Output = ();
+
+    fn poll(
+        self: Pin<&mut Self>,
+        session: &mut Session,
+        ctx: &mut Context<Session>,
+        task_cx: &mut task::Context<'_>,
+    ) -> Poll<()> {
+        session.poll_output(ctx, task_cx)
+    }
+}

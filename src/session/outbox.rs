@@ -1,0 +1,214 @@
+//! A session's output: the [`Outbox`] of bytes not yet written, the
+//! credits of senders it holds up, writing to the socket, and closing.
+//!
+//! This mirrors the broker's side of the same bytes
+//! ([`Outbound`](crate::broker)): the broker queues output for a peer and
+//! counts it in the peer's [`Backlog`]; the session writes it and counts
+//! it out again.
+
+use std::pin::Pin;
+use std::task::{self, Poll, ready};
+use std::time::Duration;
+
+use actix::prelude::*;
+use log::{debug, info, warn};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::input::READ_BUFFER;
+use super::{CloseStep, Phase, Session, WriteOutput};
+use crate::messages::{Backlog, Credit, DELIVER_OVERHEAD};
+use crate::protocol::Reply;
+
+/// How long a session may hold up senders (holding their credits, its
+/// outbox more than half full) while writing nothing at all to its socket.
+/// A reader that reads, however slowly, makes progress well within this;
+/// one that does not is cut off as a slow consumer, so its senders are
+/// held up no longer.
+pub const STALL_LIMIT: Duration = Duration::from_millis(500);
+
+/// How long a closing session waits, after its last byte is written and
+/// its FIN sent, for the client to close its side. Closing with input
+/// unread makes the kernel send a reset, which can destroy the last lines
+/// on their way; waiting for the client's FIN avoids that. A client that
+/// keeps its side open (`nc` at a prompt, say) is closed after this.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+/// The bytes handed to a session and not yet written, with their
+/// accounting.
+#[derive(Default)]
+pub(super) struct Outbox {
+    /// Output not yet written, from `written` on.
+    bytes: Vec<u8>,
+    written: usize,
+    /// Bytes handed to this session and not yet written, shared with the
+    /// broker, which checks it against the cap.
+    backlog: Backlog,
+    /// Credits of senders held up until the backlog falls below half the
+    /// cap, and the timer that cuts this session off if it takes too long.
+    held: Vec<Credit>,
+    stall_timer: Option<SpawnHandle>,
+    /// Whether a `WriteOutput` future is running.
+    writer_running: bool,
+}
+
+impl Outbox {
+    /// The accounting shared with the broker.
+    pub(super) fn backlog(&self) -> &Backlog {
+        &self.backlog
+    }
+
+    /// Appends output from the broker (counted in the backlog already).
+    pub(super) fn append(&mut self, bytes: Vec<u8>) {
+        self.backlog.sub(DELIVER_OVERHEAD);
+        if self.bytes.is_empty() {
+            self.bytes = bytes;
+            self.written = 0;
+            return;
+        }
+        if self.written > self.bytes.len() / 2 {
+            // Reclaim the written front before growing.
+            self.bytes.drain(..self.written);
+            self.written = 0;
+        }
+        self.bytes.extend_from_slice(&bytes);
+    }
+
+    /// Appends a reply of the session's own; returns the backlog with it.
+    fn push_reply(&mut self, reply: &Reply<'_>) -> usize {
+        let before = self.bytes.len();
+        reply.write_to(&mut self.bytes);
+        self.backlog.add(self.bytes.len() - before)
+    }
+}
+
+impl Session {
+    /// Writes a reply of the session's own (before login only: afterwards
+    /// all output goes through the broker, in order; and the goodbye,
+    /// which the broker sends behind all else).
+    pub(super) fn reply(&mut self, reply: &Reply<'_>, ctx: &mut Context<Self>) {
+        let backlog = self.outbox.push_reply(reply);
+        if backlog > self.env.limits.max_outbox_bytes {
+            info!(
+                "conn {}: disconnected as a slow consumer before login ({backlog} bytes unwritten)",
+                self.id
+            );
+            ctx.stop();
+            return;
+        }
+        self.start_writing(ctx);
+    }
+
+    pub(super) fn start_writing(&mut self, ctx: &mut Context<Self>) {
+        if !self.outbox.writer_running {
+            self.outbox.writer_running = true;
+            ctx.spawn(WriteOutput);
+        }
+    }
+
+    /// Writes the outbox; when closing, then sends FIN and waits for the
+    /// client's. Polled by `WriteOutput`.
+    pub(super) fn poll_output(
+        &mut self,
+        ctx: &mut Context<Self>,
+        task_cx: &mut task::Context<'_>,
+    ) -> Poll<()> {
+        while self.outbox.written < self.outbox.bytes.len() {
+            let unwritten = &self.outbox.bytes[self.outbox.written..];
+            match ready!(Pin::new(&mut self.stream).poll_write(task_cx, unwritten)) {
+                Ok(n) => {
+                    self.outbox.written += n;
+                    self.outbox.backlog.sub(n);
+                    self.release_held(ctx);
+                }
+                Err(e) => {
+                    debug!("conn {}: write error: {e}", self.id);
+                    ctx.stop();
+                    return Poll::Ready(());
+                }
+            }
+        }
+        // All written: drop the buffer, an idle connection holds none.
+        self.outbox.bytes = Vec::new();
+        self.outbox.written = 0;
+        let Phase::Closing(step) = &mut self.phase else {
+            self.outbox.writer_running = false;
+            return Poll::Ready(());
+        };
+        if *step == CloseStep::Flushing {
+            // Errors here mean the client is gone already: stop below.
+            let _ = ready!(Pin::new(&mut self.stream).poll_shutdown(task_cx));
+            *step = CloseStep::Lingering;
+            ctx.run_later(CLOSE_LINGER, |session, ctx| {
+                debug!(
+                    "conn {}: the client kept its side open {CLOSE_LINGER:?} after the last line; closing",
+                    session.id
+                );
+                ctx.stop();
+            });
+        }
+        // Read (and drop) until the client closes too, so that closing
+        // leaves no unread input behind to turn into a reset.
+        let read = READ_BUFFER.with_borrow_mut(|buffer| {
+            loop {
+                let mut buf = ReadBuf::new(buffer);
+                match ready!(Pin::new(&mut self.stream).poll_read(task_cx, &mut buf)) {
+                    Ok(()) if !buf.filled().is_empty() => continue,
+                    _ => return Poll::Ready(()),
+                }
+            }
+        });
+        ready!(read);
+        ctx.stop();
+        Poll::Ready(())
+    }
+
+    /// After the socket took some output: lets held-up senders go once the
+    /// backlog is below half the cap, or else restarts the stall clock
+    /// (this session is reading, only slowly: it is not cut off for that).
+    fn release_held(&mut self, ctx: &mut Context<Self>) {
+        if self.outbox.held.is_empty() {
+            return;
+        }
+        if self.outbox.backlog.get() < self.env.limits.max_outbox_bytes / 2 {
+            self.outbox.held.clear();
+            if let Some(timer) = self.outbox.stall_timer.take() {
+                ctx.cancel_future(timer);
+            }
+        } else {
+            self.start_stall_clock(ctx);
+        }
+    }
+
+    /// Holds senders' credits (see [`Deliver::held`](crate::messages::Deliver)),
+    /// and starts the clock on how long this session may hold them without
+    /// writing anything.
+    pub(super) fn hold(&mut self, credits: Vec<Credit>, ctx: &mut Context<Self>) {
+        if credits.is_empty() {
+            return;
+        }
+        self.outbox.held.extend(credits);
+        if self.outbox.stall_timer.is_none() {
+            self.start_stall_clock(ctx);
+        }
+    }
+
+    /// (Re)starts the clock: a session that holds senders up and writes
+    /// nothing for [`STALL_LIMIT`] has stopped reading, and is cut off.
+    fn start_stall_clock(&mut self, ctx: &mut Context<Self>) {
+        if let Some(timer) = self.outbox.stall_timer.take() {
+            ctx.cancel_future(timer);
+        }
+        self.outbox.stall_timer = Some(ctx.run_later(STALL_LIMIT, |session, ctx| {
+            session.outbox.stall_timer = None;
+            if !session.outbox.held.is_empty() {
+                warn!(
+                    "conn {}: disconnected as a slow consumer (held up its senders and wrote nothing \
+                     for {STALL_LIMIT:?}, {} bytes unwritten)",
+                    session.id,
+                    session.outbox.backlog.get()
+                );
+                ctx.stop();
+            }
+        }));
+    }
+}
