@@ -110,3 +110,33 @@ async fn a_client_that_vanishes_mid_line_disturbs_nobody() {
     let _alice = relogin(&server, "alice").await;
     bob.sync().await;
 }
+
+/// After `/quit` the server closes the connection and frees its slot
+/// promptly even if the client keeps its side open: it does not hold the
+/// connection for `--shutdown-grace`.
+#[tokio::test]
+async fn a_client_that_quits_but_keeps_its_socket_open_is_closed_promptly() {
+    let server = crate::util::start_with(achat::Config {
+        max_connections: 1,
+        // Longer than the wait bound: holding the slot that long fails.
+        shutdown_grace: std::time::Duration::from_secs(60),
+        ..crate::util::test_config()
+    });
+    let mut alice = server.login("alice").await;
+    alice.send("/quit").await;
+    alice.expect("server: bye").await;
+    assert_eq!(alice.next_line().await, None);
+    // Alice's socket stays open; the slot frees when the server lets go.
+    let deadline = crate::util::Deadline::new("the only slot to be free again");
+    loop {
+        let mut next = server.connect().await;
+        next.send("bob").await;
+        let line = next.line().await;
+        if line.starts_with("server: welcome bob ") {
+            break;
+        }
+        assert_eq!(line, "error: server full (1 connections), try again later");
+        deadline.check();
+    }
+    drop(alice);
+}

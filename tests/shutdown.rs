@@ -163,3 +163,38 @@ async fn a_port_in_use_is_a_clear_error() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot listen on"), "{err}");
 }
+
+/// A script or supervisor that signals the moment it reads `listening on`
+/// gets the clean shutdown: the handlers exist before the line is printed.
+#[tokio::test]
+async fn a_signal_right_after_the_listening_line_shuts_down_cleanly() {
+    for signal in ["TERM", "INT", "TERM", "INT", "TERM"] {
+        // `start` returns as soon as it has read the line; no pause here.
+        let server = Binary::start(&[]).await;
+        server.signal(signal);
+        let status = server.exit_status().await;
+        assert!(status.success(), "SIG{signal}: exit status {status}");
+    }
+}
+
+/// A client at a prompt (it reads, but never closes its side) is told
+/// goodbye and closed promptly: the shutdown does not wait the grace for
+/// it, and warns of nothing, since nothing was lost.
+#[tokio::test]
+async fn an_interactive_client_does_not_hold_the_shutdown_for_the_grace() {
+    // A grace longer than the wait bound: waiting for it fails the test.
+    let server = Binary::start(&["--shutdown-grace", "60s"]).await;
+    let mut alice = server.login("alice").await;
+    alice.sync().await;
+    server.signal("TERM");
+    alice.expect("server: shutting down").await;
+    // The server's side is closed; ours stays open, as nc's does.
+    assert_eq!(alice.next_line().await, None);
+    let (status, log) = server.exit_status_and_log().await;
+    assert!(status.success(), "exit status {status}");
+    let shutdown_warnings = log
+        .lines()
+        .filter(|line| line.contains("WARN") && line.contains("shutdown"));
+    assert_eq!(shutdown_warnings.count(), 0, "{log}");
+    drop(alice);
+}

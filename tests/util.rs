@@ -297,6 +297,8 @@ pub struct Binary {
     pub addr: SocketAddr,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
     logged: std::sync::Arc<tokio::sync::Notify>,
+    /// Collects standard error; ends when the server has closed it.
+    collector: tokio::task::JoinHandle<()>,
 }
 
 impl Binary {
@@ -331,7 +333,7 @@ impl Binary {
         let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let logged = std::sync::Arc::new(tokio::sync::Notify::new());
         let (collected, notify) = (stderr.clone(), logged.clone());
-        tokio::spawn(async move {
+        let collector = tokio::spawn(async move {
             let mut lines = BufReader::new(stderr_pipe).lines();
             while let Ok(Some(line)) = lines.next_line().await {
                 if let Ok(mut all) = collected.lock() {
@@ -357,6 +359,7 @@ impl Binary {
             addr,
             stderr,
             logged,
+            collector,
         }
     }
 
@@ -405,10 +408,21 @@ impl Binary {
     }
 
     /// Waits (bounded) for the server to exit.
-    pub async fn exit_status(mut self) -> std::process::ExitStatus {
-        tokio::time::timeout(WAIT, self.child.wait())
+    pub async fn exit_status(self) -> std::process::ExitStatus {
+        self.exit_status_and_log().await.0
+    }
+
+    /// Waits (bounded) for the server to exit; returns its exit status and
+    /// everything it logged.
+    pub async fn exit_status_and_log(mut self) -> (std::process::ExitStatus, String) {
+        let status = tokio::time::timeout(WAIT, self.child.wait())
             .await
             .expect("the server did not exit in time")
-            .expect("wait")
+            .expect("wait");
+        tokio::time::timeout(WAIT, &mut self.collector)
+            .await
+            .expect("the server's standard error did not close in time")
+            .expect("collector");
+        (status, self.stderr())
     }
 }
