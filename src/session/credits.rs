@@ -1,13 +1,18 @@
 //! The credits that pace a session's input: a permit is taken before
 //! reading and goes to the broker with the batch, which drops it once the
 //! batch is handled (see [`Credit`]).
+//!
+//! The permits come from a semaphore polled through tokio-util's
+//! [`PollSemaphore`]: waiting for one from inside the session's hand-written
+//! future needs a pollable acquire, and `PollSemaphore` keeps one boxed
+//! future for the session's life instead of boxing a new one per wait (and
+//! none at all for a session that never has to wait).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{self, Poll, ready};
 
-use tokio::sync::{AcquireError, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::PollSemaphore;
 
 use crate::messages::Credit;
 
@@ -20,67 +25,43 @@ const BATCHES_IN_FLIGHT: usize = 2;
 /// and the one for the next batch, taken before reading, so input is only
 /// read when its batch may go out.
 pub(super) struct Credits {
-    pool: Arc<Semaphore>,
-    next: NextCredit,
+    pool: PollSemaphore,
+    next: Option<OwnedSemaphorePermit>,
 }
 
-enum NextCredit {
-    None,
-    /// Both batches are at the broker: waiting for one to come back.
-    Waiting(Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, AcquireError>>>>),
-    Held(OwnedSemaphorePermit),
-}
+/// The credit pool was closed. It never is while the session lives; the
+/// session stops if it ever were.
+#[derive(Debug)]
+pub(super) struct PoolClosed;
 
 impl Credits {
     pub(super) fn new() -> Self {
         Credits {
-            pool: Arc::new(Semaphore::new(BATCHES_IN_FLIGHT)),
-            next: NextCredit::None,
+            pool: PollSemaphore::new(Arc::new(Semaphore::new(BATCHES_IN_FLIGHT))),
+            next: None,
         }
     }
 
-    pub(super) fn is_waiting(&self) -> bool {
-        matches!(self.next, NextCredit::Waiting(_))
-    }
-
-    /// Ready once a permit for the next batch is held. (The pool is never
-    /// closed, so the error cannot happen.)
+    /// Ready once a permit for the next batch is held; pending while both
+    /// batches are at the broker.
     pub(super) fn poll_ready(
         &mut self,
         task_cx: &mut task::Context<'_>,
-    ) -> Poll<Result<(), AcquireError>> {
-        loop {
-            match &mut self.next {
-                NextCredit::Held(_) => return Poll::Ready(Ok(())),
-                NextCredit::Waiting(acquire) => {
-                    let permit = ready!(acquire.as_mut().poll(task_cx));
-                    self.next = NextCredit::None;
-                    self.next = NextCredit::Held(permit?);
-                }
-                NextCredit::None => {
-                    self.next = match self.pool.clone().try_acquire_owned() {
-                        Ok(permit) => NextCredit::Held(permit),
-                        Err(_) => NextCredit::Waiting(Box::pin(self.pool.clone().acquire_owned())),
-                    };
-                }
-            }
+    ) -> Poll<Result<(), PoolClosed>> {
+        if self.next.is_none() {
+            self.next = Some(ready!(self.pool.poll_acquire(task_cx)).ok_or(PoolClosed)?);
         }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Whether a permit for the next batch is in hand.
+    pub(super) fn is_held(&self) -> bool {
+        self.next.is_some()
     }
 
     /// The held permit, to go out with a batch; the next read takes a new
     /// one.
     pub(super) fn take(&mut self) -> Credit {
-        match std::mem::replace(&mut self.next, NextCredit::None) {
-            NextCredit::Held(permit) => Credit::new(permit),
-            other => {
-                self.next = other;
-                Credit::unlimited()
-            }
-        }
-    }
-
-    /// Whether a permit for the next batch is in hand.
-    pub(super) fn is_held(&self) -> bool {
-        matches!(self.next, NextCredit::Held(_))
+        self.next.take().map_or_else(Credit::unlimited, Credit::new)
     }
 }

@@ -152,13 +152,6 @@ impl Session {
                 self.on_login_answer(answer, name, ctx);
                 continue;
             }
-            if self.input.credits.is_waiting() {
-                if ready!(self.input.credits.poll_ready(task_cx)).is_err() {
-                    ctx.stop();
-                    return Poll::Ready(());
-                }
-                continue;
-            }
             if matches!(self.input.state, InputState::Ended { .. }) {
                 self.end_input(ctx);
                 continue;
