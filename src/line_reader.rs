@@ -25,6 +25,28 @@ pub enum Frame<'a> {
     NotUtf8,
 }
 
+/// A [`Frame`] that owns its line: for keeping frames past the next read,
+/// as the tests and the fuzz target do when they compare whole sequences.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OwnedFrame {
+    /// [`Frame::Line`].
+    Line(String),
+    /// [`Frame::TooLong`].
+    TooLong,
+    /// [`Frame::NotUtf8`].
+    NotUtf8,
+}
+
+impl From<Frame<'_>> for OwnedFrame {
+    fn from(frame: Frame<'_>) -> Self {
+        match frame {
+            Frame::Line(line) => OwnedFrame::Line(line.to_owned()),
+            Frame::TooLong => OwnedFrame::TooLong,
+            Frame::NotUtf8 => OwnedFrame::NotUtf8,
+        }
+    }
+}
+
 /// Splits chunks of bytes into lines of at most `max_line_bytes` bytes
 /// (terminator excluded).
 #[derive(Debug)]
@@ -140,25 +162,13 @@ fn classify(line: &[u8], max_line_bytes: usize) -> Frame<'_> {
 mod tests {
     use super::*;
 
-    /// Frames as owned values, so tests can collect them.
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    enum Owned {
-        Line(String),
-        TooLong,
-        NotUtf8,
-    }
-
-    fn feed(reader: &mut LineReader, mut input: &[u8], out: &mut Vec<Owned>) {
+    fn feed(reader: &mut LineReader, mut input: &[u8], out: &mut Vec<OwnedFrame>) {
         while let Some(frame) = reader.next_frame(&mut input) {
-            out.push(match frame {
-                Frame::Line(l) => Owned::Line(l.to_owned()),
-                Frame::TooLong => Owned::TooLong,
-                Frame::NotUtf8 => Owned::NotUtf8,
-            });
+            out.push(OwnedFrame::from(frame));
         }
     }
 
-    fn frames(max: usize, chunks: &[&[u8]]) -> Vec<Owned> {
+    fn frames(max: usize, chunks: &[&[u8]]) -> Vec<OwnedFrame> {
         let mut reader = LineReader::new(max);
         let mut out = Vec::new();
         for chunk in chunks {
@@ -167,8 +177,8 @@ mod tests {
         out
     }
 
-    fn line(s: &str) -> Owned {
-        Owned::Line(s.to_owned())
+    fn line(s: &str) -> OwnedFrame {
+        OwnedFrame::Line(s.to_owned())
     }
 
     #[test]
@@ -205,13 +215,13 @@ mod tests {
         assert_eq!(frames(3, &[b"abc\n"]), [line("abc")]);
         assert_eq!(frames(3, &[b"abc\r\n"]), [line("abc")]);
         assert_eq!(frames(3, &[b"ab", b"c\r", b"\n"]), [line("abc")]);
-        assert_eq!(frames(3, &[b"abcd\n"]), [Owned::TooLong]);
-        assert_eq!(frames(3, &[b"abc\r\r\n"]), [Owned::TooLong]);
+        assert_eq!(frames(3, &[b"abcd\n"]), [OwnedFrame::TooLong]);
+        assert_eq!(frames(3, &[b"abc\r\r\n"]), [OwnedFrame::TooLong]);
     }
 
     #[test]
     fn an_overlong_line_is_reported_once_and_skipped() {
-        let expected = [line("a"), Owned::TooLong, line("b")];
+        let expected = [line("a"), OwnedFrame::TooLong, line("b")];
         assert_eq!(frames(3, &[b"a\n0123456789\nb\n"]), expected);
         assert_eq!(frames(3, &[b"a\n01", b"2345", b"6789", b"\nb\n"]), expected);
     }
@@ -221,13 +231,13 @@ mod tests {
         let mut reader = LineReader::new(3);
         let mut out = Vec::new();
         feed(&mut reader, b"0123456", &mut out);
-        assert_eq!(out, [Owned::TooLong]);
+        assert_eq!(out, [OwnedFrame::TooLong]);
         assert!(reader.is_mid_line());
         feed(&mut reader, &[b'x'; 1000], &mut out);
-        assert_eq!(out, [Owned::TooLong]);
+        assert_eq!(out, [OwnedFrame::TooLong]);
         assert!(reader.partial.is_empty(), "skipped bytes are not stored");
         feed(&mut reader, b"x\nok\n", &mut out);
-        assert_eq!(out, [Owned::TooLong, line("ok")]);
+        assert_eq!(out, [OwnedFrame::TooLong, line("ok")]);
         assert!(!reader.is_mid_line());
     }
 
@@ -235,7 +245,7 @@ mod tests {
     fn invalid_utf8_drops_only_that_line() {
         assert_eq!(
             frames(10, &[b"a\n\xff\xfe\nb\n"]),
-            [line("a"), Owned::NotUtf8, line("b")]
+            [line("a"), OwnedFrame::NotUtf8, line("b")]
         );
         // A multi-byte character split over two reads is fine.
         assert_eq!(
@@ -280,26 +290,15 @@ mod properties {
     use super::*;
     use proptest::prelude::*;
 
-    #[derive(Debug, Clone, PartialEq, Eq)]
-    enum Owned {
-        Line(String),
-        TooLong,
-        NotUtf8,
-    }
-
     /// Feeds `chunks` one after the other; returns the frames and the final
     /// state (mid-line or not, bytes held).
-    fn run(max: usize, chunks: &[&[u8]]) -> (Vec<Owned>, bool, usize) {
+    fn run(max: usize, chunks: &[&[u8]]) -> (Vec<OwnedFrame>, bool, usize) {
         let mut reader = LineReader::new(max);
         let mut out = Vec::new();
         for chunk in chunks {
             let mut input = *chunk;
             while let Some(frame) = reader.next_frame(&mut input) {
-                out.push(match frame {
-                    Frame::Line(l) => Owned::Line(l.to_owned()),
-                    Frame::TooLong => Owned::TooLong,
-                    Frame::NotUtf8 => Owned::NotUtf8,
-                });
+                out.push(OwnedFrame::from(frame));
             }
             assert!(input.is_empty(), "a chunk was not used up");
             assert!(
@@ -317,25 +316,25 @@ mod properties {
     }
 
     /// The rules, applied to the whole input at once.
-    fn model(max: usize, input: &[u8]) -> Vec<Owned> {
+    fn model(max: usize, input: &[u8]) -> Vec<OwnedFrame> {
         let mut out = Vec::new();
         let mut pieces: Vec<&[u8]> = input.split(|&b| b == b'\n').collect();
         let unfinished = pieces.pop().unwrap_or_default();
         for piece in pieces {
             let line = piece.strip_suffix(b"\r").unwrap_or(piece);
             out.push(if line.len() > max {
-                Owned::TooLong
+                OwnedFrame::TooLong
             } else {
                 match std::str::from_utf8(line) {
-                    Ok(s) => Owned::Line(s.to_owned()),
-                    Err(_) => Owned::NotUtf8,
+                    Ok(s) => OwnedFrame::Line(s.to_owned()),
+                    Err(_) => OwnedFrame::NotUtf8,
                 }
             });
         }
         // An unfinished line is reported once it cannot fit any more.
         let len = unfinished.len();
         if len > max + 1 || (len == max + 1 && unfinished.last() != Some(&b'\r')) {
-            out.push(Owned::TooLong);
+            out.push(OwnedFrame::TooLong);
         }
         out
     }

@@ -83,7 +83,7 @@ impl TestServer {
 /// A line-oriented TCP client, like `nc` with a stopwatch.
 pub struct Client {
     reader: BufReader<OwnedReadHalf>,
-    writer: OwnedWriteHalf,
+    writer: ClientWriter,
     /// The name it logged in with, if any (used by [`Client::sync`]).
     pub name: String,
     syncs: u64,
@@ -99,7 +99,7 @@ impl Client {
         let (reader, writer) = stream.into_split();
         Client {
             reader: BufReader::new(reader),
-            writer,
+            writer: ClientWriter { writer },
             name: String::new(),
             syncs: 0,
         }
@@ -114,45 +114,31 @@ impl Client {
 
     /// Sends bytes as they are.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
-        tokio::time::timeout(WAIT, self.writer.write_all(bytes))
-            .await
-            .expect("write timed out")
-            .expect("write");
+        self.writer.send_raw(bytes).await;
     }
 
     /// Like [`Client::send_raw`], but returns the error instead of
     /// panicking (for writes to a server that may have closed on us).
     pub async fn try_send_raw(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        match tokio::time::timeout(WAIT, self.writer.write_all(bytes)).await {
-            Ok(result) => result,
-            Err(_) => Err(std::io::Error::new(
-                std::io::ErrorKind::TimedOut,
-                "write timed out",
-            )),
-        }
+        self.writer.try_send_raw(bytes).await
     }
 
     /// The socket itself, for tests that need socket options.
     pub fn into_stream(self) -> TcpStream {
         self.reader
             .into_inner()
-            .reunite(self.writer)
+            .reunite(self.writer.writer)
             .expect("halves of one stream")
     }
 
     /// The two halves, for reading and writing from different tasks.
     pub fn split(self) -> (BufReader<OwnedReadHalf>, ClientWriter) {
-        (
-            self.reader,
-            ClientWriter {
-                writer: self.writer,
-            },
-        )
+        (self.reader, self.writer)
     }
 
     /// Half-closes: no more input from us; the server may still answer.
     pub async fn shutdown_write(&mut self) {
-        self.writer.shutdown().await.expect("shutdown");
+        self.writer.writer.shutdown().await.expect("shutdown");
     }
 
     /// The next line (without its `\n`); panics on timeout or end of stream.
@@ -283,10 +269,7 @@ impl ClientWriter {
 
     /// Sends bytes as they are.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
-        tokio::time::timeout(WAIT, self.writer.write_all(bytes))
-            .await
-            .expect("write timed out")
-            .expect("write");
+        self.try_send_raw(bytes).await.expect("write");
     }
 }
 

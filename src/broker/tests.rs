@@ -125,8 +125,8 @@ fn connect(broker: &Addr<Broker>, id: ConnId, reading: bool) -> TestPeer {
     TestPeer { id, seen: rx }
 }
 
-async fn login(broker: &Addr<Broker>, id: ConnId, name: &str, reading: bool) -> TestPeer {
-    let mut peer = connect(broker, id, reading);
+/// Asks the broker for `name` on behalf of connection `id`.
+async fn ask(broker: &Addr<Broker>, id: ConnId, name: &str) -> Result<(), LoginError> {
     broker
         .send(NewPeer {
             id,
@@ -134,7 +134,11 @@ async fn login(broker: &Addr<Broker>, id: ConnId, name: &str, reading: bool) -> 
         })
         .await
         .unwrap()
-        .unwrap();
+}
+
+async fn login(broker: &Addr<Broker>, id: ConnId, name: &str, reading: bool) -> TestPeer {
+    let mut peer = connect(broker, id, reading);
+    ask(broker, id, name).await.unwrap();
     assert!(
         peer.line()
             .await
@@ -174,14 +178,7 @@ fn start() -> Addr<Broker> {
 async fn register_and_welcome() {
     let broker = start();
     let mut alice = connect(&broker, 1, true);
-    broker
-        .send(NewPeer {
-            id: 1,
-            name: "alice".into(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    ask(&broker, 1, "alice").await.unwrap();
     assert_eq!(
         alice.line().await,
         "server: welcome alice (1 online, /help for help)"
@@ -193,23 +190,10 @@ async fn a_taken_name_is_refused() {
     let broker = start();
     let _alice = login(&broker, 1, "alice", true).await;
     let _other = connect(&broker, 2, true);
-    let answer = broker
-        .send(NewPeer {
-            id: 2,
-            name: "alice".into(),
-        })
-        .await
-        .unwrap();
+    let answer = ask(&broker, 2, "alice").await;
     assert_eq!(answer, Err(LoginError::Taken("alice".into())));
     // The same connection may try another name.
-    broker
-        .send(NewPeer {
-            id: 2,
-            name: "alicia".into(),
-        })
-        .await
-        .unwrap()
-        .unwrap();
+    ask(&broker, 2, "alicia").await.unwrap();
 }
 
 #[actix::test]
@@ -387,12 +371,6 @@ async fn shutdown_drains_then_says_goodbye_after_pending_output() {
     assert_eq!(anon.next().await, Seen::Goodbye);
     // No new logins once closing.
     let _late = connect(&broker, 4, true);
-    let answer = broker
-        .send(NewPeer {
-            id: 4,
-            name: "late".into(),
-        })
-        .await
-        .unwrap();
+    let answer = ask(&broker, 4, "late").await;
     assert_eq!(answer, Err(LoginError::ShuttingDown));
 }

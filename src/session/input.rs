@@ -123,7 +123,7 @@ impl Input {
 
 impl Session {
     /// Drives the input: takes a credit, reads, handles what was read, and
-    /// again, until input ends. Polled by `ReadInput`.
+    /// again, until input ends. Polled by `READ_INPUT`.
     ///
     /// Completes only when the session closes. After input has ended it
     /// stays pending on purpose: actix stops an actor whose spawned futures

@@ -16,7 +16,7 @@
 //!   closing.
 //!
 //! Reading and writing are two small [`ActorFuture`]s spawned into the
-//! actor's context (`ReadInput` and `WriteOutput`), which poll the socket
+//! actor's context (`READ_INPUT` and `WRITE_OUTPUT`), which poll the socket
 //! through the actor's own fields. This is what actix's `StreamHandler` and
 //! `FramedWrite` would do, with three differences that matter here:
 //! - **Flow control.** A session reads only with a
@@ -238,7 +238,7 @@ impl Actor for Session {
             backlog: self.outbox.backlog().clone(),
         });
         self.membership = Some(Membership);
-        ctx.spawn(ReadInput);
+        ctx.spawn(READ_INPUT);
     }
 
     fn stopped(&mut self, _: &mut Self::Context) {
@@ -279,10 +279,18 @@ impl Handler<Control> for Session {
     }
 }
 
-/// The input side of a session, as a future of the actor's context.
-struct ReadInput;
+/// The input side of a session, as a future of its context.
+const READ_INPUT: SocketSide<false> = SocketSide;
+/// The output side of a session, as a future of its context.
+const WRITE_OUTPUT: SocketSide<true> = SocketSide;
 
-impl ActorFuture<Session> for ReadInput {
+/// One side of the session's socket as a future of the actor's context: it
+/// polls the socket through the actor's own fields. Zero-sized, so
+/// spawning one (the writer is spawned again for every burst of output)
+/// allocates nothing.
+struct SocketSide<const OUTPUT: bool>;
+
+impl<const OUTPUT: bool> ActorFuture<Session> for SocketSide<OUTPUT> {
     type Output = ();
 
     fn poll(
@@ -291,22 +299,10 @@ impl ActorFuture<Session> for ReadInput {
         ctx: &mut Context<Session>,
         task_cx: &mut task::Context<'_>,
     ) -> Poll<()> {
-        session.poll_input(ctx, task_cx)
-    }
-}
-
-/// The output side of a session, as a future of the actor's context.
-struct WriteOutput;
-
-impl ActorFuture<Session> for WriteOutput {
-    type Output = ();
-
-    fn poll(
-        self: Pin<&mut Self>,
-        session: &mut Session,
-        ctx: &mut Context<Session>,
-        task_cx: &mut task::Context<'_>,
-    ) -> Poll<()> {
-        session.poll_output(ctx, task_cx)
+        if OUTPUT {
+            session.poll_output(ctx, task_cx)
+        } else {
+            session.poll_input(ctx, task_cx)
+        }
     }
 }

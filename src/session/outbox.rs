@@ -15,7 +15,7 @@ use log::{debug, info, warn};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::input::READ_BUFFER;
-use super::{CloseStep, Phase, Session, WriteOutput};
+use super::{CloseStep, Phase, Session, WRITE_OUTPUT};
 use crate::messages::{Backlog, Credit, DELIVER_OVERHEAD};
 use crate::protocol::Reply;
 
@@ -47,7 +47,7 @@ pub(super) struct Outbox {
     /// cap, and the timer that cuts this session off if it takes too long.
     held: Vec<Credit>,
     stall_timer: Option<SpawnHandle>,
-    /// Whether a `WriteOutput` future is running.
+    /// Whether a `WRITE_OUTPUT` future is running.
     writer_running: bool,
 }
 
@@ -101,12 +101,12 @@ impl Session {
     pub(super) fn start_writing(&mut self, ctx: &mut Context<Self>) {
         if !self.outbox.writer_running {
             self.outbox.writer_running = true;
-            ctx.spawn(WriteOutput);
+            ctx.spawn(WRITE_OUTPUT);
         }
     }
 
     /// Writes the outbox; when closing, then sends FIN and waits for the
-    /// client's. Polled by `WriteOutput`.
+    /// client's. Polled by `WRITE_OUTPUT`.
     pub(super) fn poll_output(
         &mut self,
         ctx: &mut Context<Self>,
