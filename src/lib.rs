@@ -9,10 +9,11 @@
 //! # Map of the crate
 //!
 //! Pure parts (no I/O, tested on plain values):
-//! - [`protocol`]: what a line means (names, chat lines, commands) and how
-//!   the server's lines are formatted;
+//! - [`protocol`]: what a line means (names, chat lines, commands) and
+//!   every line the server writes ([`protocol::Reply`]);
 //! - [`line_reader`]: cutting a byte stream into lines, with the line limit,
 //!   `\r\n` and invalid UTF-8 handled;
+//! - [`batch`]: the requests of one read, laid out for the broker;
 //! - [`config`]: the command line and the validated [`Config`].
 //!
 //! The actors, and the messages between them:
@@ -24,11 +25,12 @@
 //!   socket.
 //!
 //! Putting it together:
-//! - [`server`]: the accept loop, worker placement, start and the ordered
-//!   shutdown; [`server::run`] takes a bound listener and a shutdown future;
+//! - [`server`]: binding, the accept loop, worker placement, the signals,
+//!   start and the ordered shutdown; [`server::run`] takes a bound listener
+//!   and a shutdown future;
 //! - [`limits`]: fitting `--max-connections` to the descriptor limit;
 //! - [`sched`]: the broker thread's scheduling policy (the crate's one
-//!   `unsafe` system call).
+//!   `unsafe` system call);
 //! - [`client`]: `achat-client`'s logic, its pipe and terminal modes.
 //!
 //! The binaries in `src/bin/` are thin: parse the command line, set up

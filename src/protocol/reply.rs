@@ -233,30 +233,7 @@ mod tests {
 
     #[test]
     fn every_reply_is_whole_lines_with_a_known_prefix() {
-        let all = [
-            Reply::Welcome {
-                name: "alice",
-                online: 2,
-            },
-            Reply::LoginHelp,
-            Reply::Help,
-            Reply::Bye,
-            Reply::ShuttingDown,
-            Reply::InvalidName(NameError::Empty),
-            Reply::NameTaken("alice"),
-            Reply::LoginsClosed,
-            Reply::LogInFirst,
-            Reply::LoginTimeout(Duration::from_secs(30)),
-            Reply::LineTooLong { limit: 4096 },
-            Reply::NotUtf8,
-            Reply::BadRequest(RequestError::NotAChatLine),
-            Reply::NotOnline(&["carol"]),
-            Reply::NobodyElseOnline,
-            Reply::ServerFull {
-                max_connections: 10,
-            },
-        ];
-        for reply in all {
+        for reply in as_documented() {
             let text = text(reply.clone());
             assert!(text.ends_with('\n'), "{reply:?}");
             for line in text.lines() {
@@ -306,6 +283,51 @@ mod tests {
         let login_help = text(Reply::LoginHelp);
         assert!(login_help.starts_with("server: first send your name to log in\n"));
         assert_eq!(login_help.lines().count(), 1 + HELP.len());
+    }
+
+    /// Every reply, with the example values `docs/PROTOCOL.md` uses.
+    fn as_documented() -> Vec<Reply<'static>> {
+        vec![
+            Reply::Welcome {
+                name: "alice",
+                online: 1,
+            },
+            Reply::LoginHelp,
+            Reply::Help,
+            Reply::Bye,
+            Reply::ShuttingDown,
+            Reply::InvalidName(NameError::Whitespace),
+            Reply::NameTaken("alice"),
+            Reply::LoginsClosed,
+            Reply::LogInFirst,
+            Reply::LoginTimeout(Duration::from_secs(30)),
+            Reply::LineTooLong { limit: 4096 },
+            Reply::NotUtf8,
+            Reply::BadRequest(RequestError::NotAChatLine),
+            Reply::BadRequest(RequestError::UnknownCommand("<word>".into())),
+            Reply::BadRequest(RequestError::ControlCharacters),
+            Reply::NotOnline(&["carol"]),
+            Reply::NotOnline(&["carol", "dave"]),
+            Reply::NobodyElseOnline,
+            Reply::ServerFull {
+                max_connections: 19936,
+            },
+        ]
+    }
+
+    /// Rewording a line here without rewording it in the protocol's
+    /// documentation fails this test.
+    #[test]
+    fn docs_protocol_quotes_every_reply_as_written() {
+        let doc = include_str!("../../docs/PROTOCOL.md");
+        for reply in as_documented() {
+            for line in text(reply.clone()).lines() {
+                assert!(
+                    doc.contains(&format!("`{line}`")) || doc.contains(&format!("\n{line}\n")),
+                    "docs/PROTOCOL.md does not quote {line:?} ({reply:?})"
+                );
+            }
+        }
     }
 
     #[test]
