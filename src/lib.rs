@@ -30,15 +30,16 @@
 //!   and a shutdown future;
 //! - [`limits`]: fitting `--max-connections` to the descriptor limit;
 //! - [`sched`]: the broker thread's scheduling policy (the crate's one
-//!   `unsafe` system call);
-//! - [`client`]: `achat-client`'s logic, its pipe and terminal modes.
+//!   `unsafe` system call).
 //!
-//! The binaries in `src/bin/` are thin: parse the command line, set up
-//! logging, bind, call the library.
+//! `achat-server` (`src/bin/achat-server.rs`) is thin: parse the command
+//! line, set up logging, bind, call the library. `achat-client`
+//! (`src/bin/achat-client/`, behind the default `client` feature) is a
+//! program of its own that uses only [`protocol`], to read the server's
+//! lines.
 
 pub mod batch;
 pub mod broker;
-pub mod client;
 pub mod config;
 pub mod limits;
 pub mod line_reader;

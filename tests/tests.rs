@@ -11,6 +11,8 @@ mod util;
 
 mod chaos;
 mod chat;
+// They run the achat-client binary, built only with the `client` feature.
+#[cfg(feature = "client")]
 mod client;
 mod commands;
 mod disconnect;

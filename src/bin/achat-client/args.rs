@@ -1,0 +1,138 @@
+//! The command line: what `achat-client` accepts, the checks clap runs on
+//! each value, and the exit statuses it promises (`--help` prints them).
+//!
+//! The checks are only those the client can make on its own: an address
+//! must have the shape `HOST:PORT`, and a name must fit on one line. The
+//! server judges the rest of a name, so the client works with servers whose
+//! rules differ.
+
+use clap::Parser;
+
+/// The address the client connects to when none is given.
+pub(crate) const DEFAULT_ADDR: &str = "127.0.0.1:8080";
+
+/// Exit status: normal end.
+pub(crate) const EXIT_OK: u8 = 0;
+/// Exit status: no server, the connection closed or dropped, I/O failed.
+pub(crate) const EXIT_CONNECTION: u8 = 1;
+/// Exit status: a bad command line (clap exits with it).
+#[cfg_attr(
+    not(test),
+    allow(
+        dead_code,
+        reason = "clap exits with 2 itself; the tests check that it is this"
+    )
+)]
+pub(crate) const EXIT_USAGE: u8 = 2;
+/// Exit status: the server refused the `--name` login.
+pub(crate) const EXIT_LOGIN_REFUSED: u8 = 3;
+
+/// `--help`'s text: the two modes and the exit statuses, for people who
+/// will not read the README.
+const LONG_ABOUT: &str = "\
+Chat with an achat server (or any server speaking the a-chat tutorial's protocol).
+
+At a terminal: a line editor with history; messages that arrive while you type
+are printed above the prompt. Ctrl-D or Ctrl-C leaves (sends /quit).
+
+In a pipe: every line of standard input is sent as it is; at the end of the
+input the client half-closes the connection and prints what the server sends
+until it closes, so `printf 'alice\\nbob: hi\\n' | achat-client` always delivers.
+
+Without --name, the first line you send is your login name.
+
+Exit status:
+  0  normal end (input ended, /quit, Ctrl-D or Ctrl-C)
+  1  no server at ADDR, the server closed or dropped the connection, or I/O failed
+  2  usage error
+  3  the server refused the --name login (name taken or invalid)";
+
+/// `achat-client`: the command line.
+#[derive(Debug, Clone, PartialEq, Eq, Parser)]
+#[command(
+    name = "achat-client",
+    version,
+    about = "A chat client for achat: pleasant at a prompt, exact in a pipe.",
+    long_about = LONG_ABOUT
+)]
+pub(crate) struct ClientArgs {
+    /// Server address, HOST:PORT.
+    #[arg(value_name = "ADDR", default_value = DEFAULT_ADDR, value_parser = parse_addr)]
+    pub(crate) addr: String,
+
+    /// Log in with this name before anything else; exit 3 if the server refuses it.
+    #[arg(long, value_name = "NAME", value_parser = parse_name)]
+    pub(crate) name: Option<String>,
+}
+
+/// Checks that an address has the shape `HOST:PORT` with a usable port.
+pub(crate) fn parse_addr(addr: &str) -> Result<String, String> {
+    let Some((host, port)) = addr.rsplit_once(':') else {
+        return Err(format!("expected HOST:PORT (such as {DEFAULT_ADDR})"));
+    };
+    if host.is_empty() || host == "[]" {
+        return Err(format!(
+            "no host before ':' (expected HOST:PORT, such as {DEFAULT_ADDR})"
+        ));
+    }
+    match port.parse::<u16>() {
+        Ok(0) => Err("port 0 cannot be connected to".to_owned()),
+        Ok(_) => Ok(addr.to_owned()),
+        Err(_) => Err(format!("'{port}' is not a port number (1 to 65535)")),
+    }
+}
+
+/// Checks a `--name` enough for it to be sent as one line; returns it
+/// trimmed. The server judges everything else, so the client works with
+/// servers whose rules differ.
+pub(crate) fn parse_name(name: &str) -> Result<String, String> {
+    if name.contains(['\n', '\r']) {
+        return Err("a name cannot contain a line break".to_owned());
+    }
+    let name = name.trim();
+    if name.is_empty() {
+        // A server skips blank lines before the name: it would wait forever.
+        return Err("a name cannot be blank".to_owned());
+    }
+    Ok(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_address_defaults_and_is_checked() {
+        let args = ClientArgs::try_parse_from(["achat-client"]).unwrap();
+        assert_eq!(args.addr, DEFAULT_ADDR);
+        assert_eq!(args.name, None);
+        let args = ClientArgs::try_parse_from(["achat-client", "[::1]:9000", "--name", " alice "])
+            .unwrap();
+        assert_eq!(args.addr, "[::1]:9000");
+        assert_eq!(args.name.as_deref(), Some("alice"));
+        for bad in [
+            "localhost",
+            ":8080",
+            "host:",
+            "host:0",
+            "host:99999",
+            "host:http",
+        ] {
+            let err = ClientArgs::try_parse_from(["achat-client", bad]).unwrap_err();
+            assert_eq!(err.exit_code(), i32::from(EXIT_USAGE), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_that_cannot_be_one_line_are_usage_errors() {
+        assert_eq!(parse_name("  bob "), Ok("bob".to_owned()));
+        assert!(parse_name("").is_err());
+        assert!(parse_name("   ").is_err());
+        assert!(parse_name("alice\nbob: hi").is_err());
+        assert!(parse_name("alice\r").is_err());
+        // The server judges the rest.
+        assert_eq!(parse_name("bob,carol"), Ok("bob,carol".to_owned()));
+        let err = ClientArgs::try_parse_from(["achat-client", "--name", ""]).unwrap_err();
+        assert_eq!(err.exit_code(), i32::from(EXIT_USAGE));
+    }
+}

@@ -1,0 +1,72 @@
+//! Every way the client can stop before a normal end, each with the one
+//! line `main` prints for it and the exit status it maps to, so the two
+//! cannot drift apart.
+
+use std::io;
+
+use crate::args::{EXIT_CONNECTION, EXIT_LOGIN_REFUSED};
+
+/// Why the client stopped before a normal end.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClientError {
+    /// Connecting failed.
+    #[error("cannot connect to {addr} (is the server running?): {source}")]
+    Connect {
+        /// The address tried.
+        addr: String,
+        /// What went wrong.
+        source: io::Error,
+    },
+    /// The server closed the connection although the client had not ended
+    /// the session.
+    #[error("the server closed the connection")]
+    Closed,
+    /// The server closed the connection before it answered `--name`.
+    #[error("the server closed the connection before answering the login")]
+    ClosedAtLogin,
+    /// The connection broke (reset, timed out...).
+    #[error("lost the connection to the server: {0}")]
+    Lost(io::Error),
+    /// The server answered the `--name` login with an `error:` line.
+    #[error("login refused by the server: {0}")]
+    LoginRefused(String),
+    /// Reading standard input failed.
+    #[error("cannot read standard input: {0}")]
+    Input(io::Error),
+    /// Writing standard output failed (a closed pipe, say).
+    #[error("cannot write to standard output: {0}")]
+    Output(io::Error),
+    /// The terminal could not be set up or read.
+    #[error("terminal error: {0}")]
+    Terminal(String),
+    /// The client could not start (no runtime, no thread).
+    #[error("cannot start: {0}")]
+    Start(io::Error),
+}
+
+impl ClientError {
+    /// The process exit status for this error (see the table in `main`'s
+    /// docs).
+    pub(crate) fn exit_code(&self) -> u8 {
+        match self {
+            ClientError::LoginRefused(_) => EXIT_LOGIN_REFUSED,
+            _ => EXIT_CONNECTION,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::EXIT_OK;
+
+    #[test]
+    fn exit_codes() {
+        assert_eq!(
+            ClientError::LoginRefused("taken".into()).exit_code(),
+            EXIT_LOGIN_REFUSED
+        );
+        assert_eq!(ClientError::Closed.exit_code(), EXIT_CONNECTION);
+        assert_ne!(EXIT_OK, EXIT_CONNECTION);
+    }
+}

@@ -1,0 +1,141 @@
+//! `achat-client`: a chat client that is pleasant at a prompt and exact in
+//! a pipe.
+//!
+//! It exists so that people need not reach for `nc`: it speaks the
+//! tutorial's protocol (`docs/PROTOCOL.md`), and works against any server
+//! that does, including the tutorial's own, which sends nothing but
+//! `from <name>: <text>` lines. Of the `achat` library it uses only
+//! [`achat::protocol`], to read the server's lines; the server's actors
+//! are no part of it.
+//!
+//! # Two modes
+//!
+//! - **Pipe mode** ([`pipe`], when standard input or standard output is not
+//!   a terminal): every input line is sent as it is, and at the end of the
+//!   input the client half-closes and prints what the server sends until
+//!   it closes.
+//! - **Terminal mode** ([`terminal`], when both are terminals): a line
+//!   editor with history; lines that arrive while the person types are
+//!   printed above the prompt.
+//!
+//! # Map
+//!
+//! Each module keeps its pure parts (plain functions and values, tested in
+//! the module) apart from the I/O that uses them:
+//! - [`args`]: the command line, and the exit statuses;
+//! - [`error`]: [`ClientError`], every way the client stops early, and the
+//!   exit status of each;
+//! - [`connection`]: connecting, and reading the server's output in pieces
+//!   of bounded size;
+//! - [`login`]: the `--name` login, and how an answer to it is read;
+//! - [`quit`]: recognising `/quit` as the server does;
+//! - [`render`]: what is printed, and how: the server's lines on standard
+//!   output, the client's own on standard error;
+//! - [`pipe`] and [`terminal`]: the two modes.
+//!
+//! # Exit statuses
+//!
+//! | status | meaning |
+//! |---|---|
+//! | 0 | normal end: input ended (pipe mode), `/quit`, Ctrl-D or Ctrl-C, and the server closed after answering |
+//! | 1 | connection or I/O problem: no server at the address, the server closed the connection on its own or dropped it, standard input or output failed |
+//! | 2 | usage error: a bad flag, address or name (clap's own status) |
+//! | 3 | the server refused the `--name` login |
+
+mod args;
+mod connection;
+mod error;
+mod login;
+mod pipe;
+mod quit;
+mod render;
+mod terminal;
+
+use std::io::{self, IsTerminal as _};
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::args::{ClientArgs, EXIT_OK};
+use crate::connection::Connection;
+use crate::error::ClientError;
+use crate::login::log_in;
+use crate::pipe::pipe_session;
+use crate::render::{Look, Printer, say};
+use crate::terminal::terminal_session;
+
+/// Parses the command line, runs the client, and turns the way it ended
+/// into one line on standard error and an exit status.
+fn main() -> ExitCode {
+    let args = ClientArgs::parse();
+    match run(args) {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(e) => {
+            say(format_args!("{e}"));
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// Runs the client to the end of the session; the caller turns an error
+/// into a message and [`ClientError::exit_code`].
+fn run(args: ClientArgs) -> Result<(), ClientError> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ClientError::Start)?;
+    let mode = Mode::choose(io::stdin().is_terminal(), io::stdout().is_terminal());
+    let name = args.name.as_deref();
+    let result = runtime.block_on(async {
+        let mut connection = Connection::open(&args.addr).await?;
+        // The login is the same in both modes, and done before either
+        // starts: a refusal ends the client before it reads a key or a
+        // line of input.
+        let mut printer = Printer::new(Look::detect());
+        if let Some(name) = name {
+            log_in(&mut connection, name, &mut printer).await?;
+        }
+        match mode {
+            Mode::Pipe => pipe_session(connection, printer).await,
+            Mode::Terminal => terminal_session(connection, printer, name).await,
+        }
+    });
+    // The thread reading standard input may be blocked in a read: do not
+    // wait for it.
+    runtime.shutdown_background();
+    result
+}
+
+/// The two ways the client runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Lines from standard input, sent as they are.
+    Pipe,
+    /// A line editor at a terminal.
+    Terminal,
+}
+
+impl Mode {
+    /// Terminal mode needs a terminal on both sides: with output to a file
+    /// the editor's prompt would end up in the file.
+    fn choose(stdin_is_terminal: bool, stdout_is_terminal: bool) -> Mode {
+        if stdin_is_terminal && stdout_is_terminal {
+            Mode::Terminal
+        } else {
+            Mode::Pipe
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn terminal_mode_needs_a_terminal_on_both_sides() {
+        assert_eq!(Mode::choose(true, true), Mode::Terminal);
+        assert_eq!(Mode::choose(true, false), Mode::Pipe);
+        assert_eq!(Mode::choose(false, true), Mode::Pipe);
+        assert_eq!(Mode::choose(false, false), Mode::Pipe);
+    }
+}
