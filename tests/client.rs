@@ -246,18 +246,28 @@ async fn an_invalid_name_exits_3() {
 async fn usage_errors_exit_2() {
     let server = start();
     let addr = addr_arg(server.addr);
-    for args in [
-        vec!["--bogus"],
-        vec!["localhost"],
-        vec!["127.0.0.1:0"],
-        vec![addr.as_str(), "--name", "  "],
-        vec![addr.as_str(), "--name", "alice\nbob: sneaky"],
-        vec![addr.as_str(), "extra", "args"],
+    // A bad value is said in one line, like the client's other messages;
+    // other usage errors in clap's words, with the usage.
+    for (args, bad_value) in [
+        (vec!["--bogus"], false),
+        (vec!["localhost"], true),
+        (vec!["127.0.0.1:0"], true),
+        (vec![addr.as_str(), "--name", "  "], true),
+        (vec![addr.as_str(), "--name", "alice\nbob: sneaky"], true),
+        (vec![addr.as_str(), "extra", "args"], false),
     ] {
         let finished = run_client(&args, b"").await;
         assert_eq!(finished.code(), 2, "{args:?}: {}", finished.stderr);
         assert!(!finished.stderr.contains("panicked"), "{}", finished.stderr);
         assert_eq!(finished.stdout, "", "{args:?}");
+        if bad_value {
+            finished.assert_one_clean_line();
+            assert!(
+                finished.stderr.starts_with("achat-client: invalid value "),
+                "{args:?}: {}",
+                finished.stderr
+            );
+        }
     }
 }
 

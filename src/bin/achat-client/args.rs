@@ -7,6 +7,9 @@
 //! rules differ.
 
 use clap::Parser;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+
+use crate::error::ClientError;
 
 /// The address the client connects to when none is given.
 pub(crate) const DEFAULT_ADDR: &str = "127.0.0.1:8080";
@@ -15,14 +18,7 @@ pub(crate) const DEFAULT_ADDR: &str = "127.0.0.1:8080";
 pub(crate) const EXIT_OK: u8 = 0;
 /// Exit status: no server, the connection closed or dropped, I/O failed.
 pub(crate) const EXIT_CONNECTION: u8 = 1;
-/// Exit status: a bad command line (clap exits with it).
-#[cfg_attr(
-    not(test),
-    allow(
-        dead_code,
-        reason = "clap exits with 2 itself; the tests check that it is this"
-    )
-)]
+/// Exit status: a bad command line (clap exits with it too).
 pub(crate) const EXIT_USAGE: u8 = 2;
 /// Exit status: the server refused the `--name` login.
 pub(crate) const EXIT_LOGIN_REFUSED: u8 = 3;
@@ -63,6 +59,37 @@ pub(crate) struct ClientArgs {
     /// Log in with this name before anything else; exit 3 if the server refuses it.
     #[arg(long, value_name = "NAME", value_parser = parse_name)]
     pub(crate) name: Option<String>,
+}
+
+impl ClientArgs {
+    /// Reads this process's command line. `--help` and `--version` print
+    /// and exit here, and so do the usage errors clap explains with the
+    /// usage (an unknown flag, an argument too many); a bad ADDR or
+    /// `--name` comes back as [`ClientError::Usage`], to be said in one
+    /// line like the client's other messages.
+    pub(crate) fn from_command_line() -> Result<ClientArgs, ClientError> {
+        ClientArgs::try_parse().map_err(|error| match bad_value(&error) {
+            Some(message) => ClientError::Usage(message),
+            None => error.exit(),
+        })
+    }
+}
+
+/// The one line saying what is wrong with a value clap refused (ADDR or
+/// `--name`), or `None` for any other outcome of parsing. The value is
+/// quoted with escapes, so a line break in it cannot make a second line.
+pub(crate) fn bad_value(error: &clap::Error) -> Option<String> {
+    if error.kind() != ErrorKind::ValueValidation {
+        return None;
+    }
+    let (Some(ContextValue::String(arg)), Some(ContextValue::String(value))) = (
+        error.get(ContextKind::InvalidArg),
+        error.get(ContextKind::InvalidValue),
+    ) else {
+        return None;
+    };
+    let reason = std::error::Error::source(error)?;
+    Some(format!("invalid value {value:?} for '{arg}': {reason}"))
 }
 
 /// Checks that an address has the shape `HOST:PORT` with a usable port.
@@ -134,5 +161,35 @@ mod tests {
         assert_eq!(parse_name("bob,carol"), Ok("bob,carol".to_owned()));
         let err = ClientArgs::try_parse_from(["achat-client", "--name", ""]).unwrap_err();
         assert_eq!(err.exit_code(), i32::from(EXIT_USAGE));
+    }
+
+    #[test]
+    fn a_bad_value_is_said_in_one_line() {
+        let said = |args: &[&str]| {
+            let err = ClientArgs::try_parse_from(args).unwrap_err();
+            bad_value(&err)
+        };
+        assert_eq!(
+            said(&["achat-client", "--name", "alice\nbob: hi"]).as_deref(),
+            Some(
+                "invalid value \"alice\\nbob: hi\" for '--name <NAME>': \
+                 a name cannot contain a line break"
+            )
+        );
+        assert_eq!(
+            said(&["achat-client", "localhost"]).as_deref(),
+            Some(
+                "invalid value \"localhost\" for '[ADDR]': \
+                 expected HOST:PORT (such as 127.0.0.1:8080)"
+            )
+        );
+        // Clap's own words, with the usage, for the rest.
+        for args in [
+            &["achat-client", "--bogus"][..],
+            &["achat-client", "a:1", "b:2"],
+            &["achat-client", "--help"],
+        ] {
+            assert_eq!(said(args), None, "{args:?}");
+        }
     }
 }

@@ -4,11 +4,14 @@
 
 use std::io;
 
-use crate::args::{EXIT_CONNECTION, EXIT_LOGIN_REFUSED};
+use crate::args::{EXIT_CONNECTION, EXIT_LOGIN_REFUSED, EXIT_USAGE};
 
 /// Why the client stopped before a normal end.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ClientError {
+    /// A value on the command line is wrong (see [`crate::args::bad_value`]).
+    #[error("{0}")]
+    Usage(String),
     /// Connecting failed.
     #[error("cannot connect to {addr} (is the server running?): {source}")]
     Connect {
@@ -49,6 +52,7 @@ impl ClientError {
     /// docs).
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
+            ClientError::Usage(_) => EXIT_USAGE,
             ClientError::LoginRefused(_) => EXIT_LOGIN_REFUSED,
             _ => EXIT_CONNECTION,
         }
@@ -67,6 +71,7 @@ mod tests {
             EXIT_LOGIN_REFUSED
         );
         assert_eq!(ClientError::Closed.exit_code(), EXIT_CONNECTION);
+        assert_eq!(ClientError::Usage("bad".into()).exit_code(), EXIT_USAGE);
         assert_ne!(EXIT_OK, EXIT_CONNECTION);
     }
 }

@@ -39,7 +39,7 @@
 //! |---|---|
 //! | 0 | normal end: input ended (pipe mode), `/quit`, Ctrl-D or Ctrl-C, and the server closed after answering |
 //! | 1 | connection or I/O problem: no server at the address, the server closed the connection on its own or dropped it, standard input or output failed |
-//! | 2 | usage error: a bad flag, address or name (clap's own status) |
+//! | 2 | usage error: a bad flag, address or name; a bad address or name is said in one line, like the client's other messages, anything else in clap's words, with the usage |
 //! | 3 | the server refused the `--name` login |
 
 mod args;
@@ -54,8 +54,6 @@ mod terminal;
 use std::io::{self, IsTerminal as _};
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use crate::args::{ClientArgs, EXIT_OK};
 use crate::connection::Connection;
 use crate::error::ClientError;
@@ -67,8 +65,7 @@ use crate::terminal::terminal_session;
 /// Parses the command line, runs the client, and turns the way it ended
 /// into one line on standard error and an exit status.
 fn main() -> ExitCode {
-    let args = ClientArgs::parse();
-    match run(args) {
+    match ClientArgs::from_command_line().and_then(run) {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(e) => {
             say(format_args!("{e}"));
