@@ -242,28 +242,77 @@ async fn an_invalid_name_exits_3() {
     );
 }
 
+/// A server that answers the first line it reads (the name) with `answer`
+/// and then only listens; it returns the name line and everything the
+/// client sent after it, once the client has closed.
+async fn answering_server(
+    answer: &'static str,
+) -> (SocketAddr, tokio::task::JoinHandle<(String, String)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let mut stream = BufReader::new(stream);
+        let mut name = String::new();
+        stream.read_line(&mut name).await.unwrap();
+        stream.get_mut().write_all(answer.as_bytes()).await.unwrap();
+        let mut rest = String::new();
+        stream.read_to_string(&mut rest).await.unwrap();
+        (name, rest)
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_server_line_answering_the_name_is_a_refusal() {
+    // What an achat server says to a command sent as the name: not a
+    // welcome, so the name was not taken.
+    let (addr, server) = answering_server("server: first send your name to log in\n").await;
+    let addr = addr_arg(addr);
+    let finished = run_client(&[&addr, "--name", "alice"], b"bob: never sent\n").await;
+    let (name, rest) = server.await.unwrap();
+    assert_eq!(finished.code(), 3, "{}", finished.stderr);
+    assert_eq!(
+        finished.stderr,
+        "achat-client: login refused by the server: first send your name to log in\n"
+    );
+    assert_eq!(finished.stdout, "");
+    assert_eq!(name, "alice\n");
+    assert_eq!(rest, "", "nothing may be sent after a refused login");
+}
+
 #[tokio::test]
 async fn usage_errors_exit_2() {
+    const COMMAND: &str = "a name cannot start with '/'";
     let server = start();
     let addr = addr_arg(server.addr);
-    // A bad value is said in one line, like the client's other messages;
-    // other usage errors in clap's words, with the usage.
-    for (args, bad_value) in [
-        (vec!["--bogus"], false),
-        (vec!["localhost"], true),
-        (vec!["127.0.0.1:0"], true),
-        (vec![addr.as_str(), "--name", "  "], true),
-        (vec![addr.as_str(), "--name", "alice\nbob: sneaky"], true),
-        (vec![addr.as_str(), "extra", "args"], false),
+    // A bad value is said in one line, like the client's other messages,
+    // with the reason; other usage errors in clap's words, with the usage.
+    for (args, reason) in [
+        (vec!["--bogus"], None),
+        (vec!["localhost"], Some("expected HOST:PORT")),
+        (vec!["127.0.0.1:0"], Some("port 0 cannot be connected to")),
+        (vec![&addr, "--name", "  "], Some("a name cannot be blank")),
+        (
+            vec![&addr, "--name", "alice\nbob: sneaky"],
+            Some("a name cannot contain a line break"),
+        ),
+        // Commands: a server would answer them, and never take one for a
+        // name.
+        (vec![&addr, "--name", "/help"], Some(COMMAND)),
+        (vec![&addr, "--name", "/quit"], Some(COMMAND)),
+        (vec![&addr, "--name", " /who"], Some(COMMAND)),
+        (vec![&addr, "extra", "args"], None),
     ] {
-        let finished = run_client(&args, b"").await;
+        let finished = run_client(&args, b"bob: never sent\n").await;
         assert_eq!(finished.code(), 2, "{args:?}: {}", finished.stderr);
         assert!(!finished.stderr.contains("panicked"), "{}", finished.stderr);
         assert_eq!(finished.stdout, "", "{args:?}");
-        if bad_value {
+        if let Some(reason) = reason {
             finished.assert_one_clean_line();
             assert!(
-                finished.stderr.starts_with("achat-client: invalid value "),
+                finished.stderr.starts_with("achat-client: invalid value ")
+                    && finished.stderr.contains(reason),
                 "{args:?}: {}",
                 finished.stderr
             );

@@ -2,9 +2,9 @@
 //! each value, and the exit statuses it promises (`--help` prints them).
 //!
 //! The checks are only those the client can make on its own: an address
-//! must have the shape `HOST:PORT`, and a name must fit on one line. The
-//! server judges the rest of a name, so the client works with servers whose
-//! rules differ.
+//! must have the shape `HOST:PORT`, and a name must fit on one line, not be
+//! blank and not start with `/` (which starts a command). The server judges
+//! the rest of a name, so the client works with servers whose rules differ.
 
 use clap::Parser;
 use clap::error::{ContextKind, ContextValue, ErrorKind};
@@ -40,8 +40,8 @@ Without --name, the first line you send is your login name.
 Exit status:
   0  normal end (input ended, /quit, Ctrl-D or Ctrl-C)
   1  no server at ADDR, the server closed or dropped the connection, or I/O failed
-  2  usage error
-  3  the server refused the --name login (name taken or invalid)";
+  2  usage error (a bad flag, ADDR or --name)
+  3  the server refused the --name login (it answered with anything but a welcome)";
 
 /// `achat-client`: the command line.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
@@ -56,7 +56,8 @@ pub(crate) struct ClientArgs {
     #[arg(value_name = "ADDR", default_value = DEFAULT_ADDR, value_parser = parse_addr)]
     pub(crate) addr: String,
 
-    /// Log in with this name before anything else; exit 3 if the server refuses it.
+    /// Log in with this name before anything else (not blank, not starting with '/');
+    /// exit 3 if the server refuses it.
     #[arg(long, value_name = "NAME", value_parser = parse_name)]
     pub(crate) name: Option<String>,
 }
@@ -109,9 +110,9 @@ pub(crate) fn parse_addr(addr: &str) -> Result<String, String> {
     }
 }
 
-/// Checks a `--name` enough for it to be sent as one line; returns it
-/// trimmed. The server judges everything else, so the client works with
-/// servers whose rules differ.
+/// Checks that a `--name` can be a name at all: one line, not blank, not a
+/// command; returns it trimmed. The server judges everything else, so the
+/// client works with servers whose rules differ.
 pub(crate) fn parse_name(name: &str) -> Result<String, String> {
     if name.contains(['\n', '\r']) {
         return Err("a name cannot contain a line break".to_owned());
@@ -120,6 +121,11 @@ pub(crate) fn parse_name(name: &str) -> Result<String, String> {
     if name.is_empty() {
         // A server skips blank lines before the name: it would wait forever.
         return Err("a name cannot be blank".to_owned());
+    }
+    if name.starts_with('/') {
+        // A server reads such a line as a command, at login too: it would
+        // answer `/help` or `/quit`, and never take it for a name.
+        return Err("a name cannot start with '/' (the server reads that as a command)".to_owned());
     }
     Ok(name.to_owned())
 }
@@ -160,6 +166,21 @@ mod tests {
         // The server judges the rest.
         assert_eq!(parse_name("bob,carol"), Ok("bob,carol".to_owned()));
         let err = ClientArgs::try_parse_from(["achat-client", "--name", ""]).unwrap_err();
+        assert_eq!(err.exit_code(), i32::from(EXIT_USAGE));
+    }
+
+    #[test]
+    fn names_that_are_commands_are_usage_errors() {
+        for command in ["/help", "/quit", " /who", "\t/who now", "/"] {
+            assert_eq!(
+                parse_name(command),
+                Err("a name cannot start with '/' (the server reads that as a command)".to_owned()),
+                "{command:?}"
+            );
+        }
+        // Only a leading '/' makes a command: the server judges the rest.
+        assert_eq!(parse_name("a/b"), Ok("a/b".to_owned()));
+        let err = ClientArgs::try_parse_from(["achat-client", "--name", "/quit"]).unwrap_err();
         assert_eq!(err.exit_code(), i32::from(EXIT_USAGE));
     }
 

@@ -30,7 +30,8 @@ pub(crate) enum ClientError {
     /// The connection broke (reset, timed out...).
     #[error("lost the connection to the server: {0}")]
     Lost(io::Error),
-    /// The server answered the `--name` login with an `error:` line.
+    /// The server answered the `--name` login with anything but a welcome:
+    /// an `error:` line, or another `server:` line.
     #[error("login refused by the server: {0}")]
     LoginRefused(String),
     /// Reading standard input failed.

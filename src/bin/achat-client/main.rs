@@ -39,8 +39,8 @@
 //! |---|---|
 //! | 0 | normal end: input ended (pipe mode), `/quit`, Ctrl-D or Ctrl-C, and the server closed after answering |
 //! | 1 | connection or I/O problem: no server at the address, the server closed the connection on its own or dropped it, standard input or output failed |
-//! | 2 | usage error: a bad flag, address or name; a bad address or name is said in one line, like the client's other messages, anything else in clap's words, with the usage |
-//! | 3 | the server refused the `--name` login |
+//! | 2 | usage error: a bad flag, an address that is not `HOST:PORT`, or a `--name` that cannot be a name (blank, with a line break, or starting with `/`, which starts a command); a bad address or name is said in one line, like the client's other messages, anything else in clap's words, with the usage |
+//! | 3 | the server refused the `--name` login: its first answer was an `error:` line, or a `server:` line other than the welcome |
 
 mod args;
 mod connection;
