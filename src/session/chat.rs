@@ -42,8 +42,8 @@ impl Session {
     }
 
     /// The most output one batch may produce for one recipient: a sender
-    /// has up to [`BATCHES_IN_FLIGHT`] batches at the broker, and they must
-    /// fit, several senders' worth, in the half of a recipient's outbox
+    /// has up to two batches at the broker (`BATCHES_IN_FLIGHT`), and they
+    /// must fit, several senders' worth, in the half of a recipient's outbox
     /// above the point where senders are held up. (Output can be ten times
     /// the input: `b:x` becomes `from <a 32-character name>: x`.)
     fn batch_limit(&self) -> usize {
