@@ -13,6 +13,8 @@
 //! - [`names`]: what a login name may be;
 //! - [`request`]: what a line sent after login asks for (chat lines,
 //!   commands);
+//! - [`text`]: what a message's text may contain: nothing that could pass
+//!   for another line;
 //! - [`reply`]: what the server writes: relayed messages and every
 //!   `server:` and `error:` text, each in one place;
 //! - [`server_line`]: reading the server's lines back, for clients.
@@ -21,8 +23,9 @@ pub mod names;
 pub mod reply;
 pub mod request;
 pub mod server_line;
+pub mod text;
 
-pub use names::{FORBIDDEN_NAME_CHARS, MAX_NAME_CHARS, NameError, validate_name};
+pub use names::{FORBIDDEN_NAME_CHARS, MAX_NAME_CHARS, NameError, RESERVED_NAMES, validate_name};
 pub use reply::{HELP, Reply, WHO_MAX_NAMES, WHO_NAMES_PER_LINE, write_message, write_who};
 pub use request::{
     ChatLine, Command, Names, Request, RequestError, parse_request, printable, truncate_chars,

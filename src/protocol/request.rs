@@ -1,6 +1,10 @@
 //! What a line sent after login asks for: a chat line
 //! (`bob, carol: hi`), a command (`/who`), or nothing (a blank line).
 
+use std::collections::HashSet;
+
+use super::text::{MAX_BLANK_COLUMNS, TextProblem, check_text};
+
 /// A command: a line whose first non-blank character is `/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Command {
@@ -52,11 +56,24 @@ pub enum RequestError {
     /// which could take over the terminal of a recipient using `nc`.
     #[error("a message may not contain control characters (only tabs), not delivered")]
     ControlCharacters,
+    /// The text holds a character that breaks, reorders or hides text
+    /// (see [`super::text`]).
+    #[error(
+        "a message may not contain U+{:04X} (it breaks, reorders or hides text), not delivered",
+        u32::from(*.0)
+    )]
+    InvisibleCharacter(char),
+    /// The text holds a run of blank space wide enough to push what follows
+    /// onto a row of its own.
+    #[error(
+        "a message may not contain more than {MAX_BLANK_COLUMNS} columns of blank space in a row, not delivered"
+    )]
+    LongBlank,
 }
 
-/// Lines in a recipient list longer than this are deduplicated with a sort
-/// instead of a quadratic scan, so a 4 KiB line of `a,a,a,...` costs
-/// O(n log n), not O(n^2).
+/// Recipient lists longer than this are deduplicated with a hash set
+/// instead of a scan of the names before each, so a 4 KiB line of
+/// `a,a,a,...` costs time linear in its length.
 const LINEAR_DEDUP_LIMIT: usize = 16;
 
 /// Parses one line sent after login.
@@ -94,6 +111,10 @@ pub fn parse_request(line: &str) -> Result<Request<'_>, RequestError> {
     if has_control_characters(text) {
         return Err(RequestError::ControlCharacters);
     }
+    check_text(text).map_err(|problem| match problem {
+        TextProblem::Invisible(c) => RequestError::InvisibleCharacter(c),
+        TextProblem::LongBlank => RequestError::LongBlank,
+    })?;
     dedup_keep_order(&mut names);
     Ok(Request::Chat(ChatLine {
         everyone,
@@ -145,14 +166,9 @@ fn dedup_keep_order(names: &mut Names<'_>) {
         }
         return;
     }
-    let mut distinct: Vec<&str> = names.to_vec();
-    distinct.sort_unstable();
-    distinct.dedup();
-    let mut kept = vec![false; distinct.len()];
-    names.retain(|name| match distinct.binary_search(name) {
-        Ok(i) => !std::mem::replace(&mut kept[i], true),
-        Err(_) => false,
-    });
+    let mut seen: HashSet<&str, foldhash::fast::RandomState> =
+        HashSet::with_capacity_and_hasher(names.len(), Default::default());
+    names.retain(|name| seen.insert(*name));
 }
 
 /// The first `max` characters of `s`, with `...` when cut; for echoing a
@@ -309,6 +325,7 @@ mod properties {
             text in "[^\\p{Cc}]{0,40}",
         ) {
             prop_assume!(validate_name(&name).is_ok());
+            prop_assume!(check_text(text.trim()).is_ok());
             let mut list = others.clone();
             list.push(name.clone());
             let line = format!("{}: {text}", list.join(" , "));
