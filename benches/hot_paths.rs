@@ -12,6 +12,7 @@ use std::hint::black_box;
 
 use achat::Broker;
 use achat::batch::Batch;
+use achat::broker::OutboxLimits;
 use achat::line_reader::{Frame, LineReader};
 use achat::messages::{
     Backlog, Connect, Control, Credit, DELIVER_OVERHEAD, Deliver, NewPeer, Route, SessionLink,
@@ -91,7 +92,11 @@ impl Handler<Control> for Sink {
 /// A broker with `peers` logged-in sinks named r0, r1, ...
 fn broker_with_peers(system: &SystemRunner, peers: u64) -> Addr<Broker> {
     system.block_on(async {
-        let broker = Broker::new(1 << 30).start();
+        let limits = OutboxLimits {
+            per_peer: 1 << 30,
+            total: 1 << 40,
+        };
+        let broker = Broker::new(limits, Default::default()).start();
         for id in 0..peers {
             let backlog = Backlog::default();
             let sink = Sink {

@@ -22,6 +22,9 @@ pub struct Config {
     /// Cap on a connection's output not yet written to its socket; a peer
     /// that passes it is disconnected as a slow consumer.
     pub max_outbox_bytes: usize,
+    /// Cap on the output not yet written for all connections together;
+    /// past it, those holding the most are disconnected first.
+    pub max_total_outbox_bytes: usize,
     /// Time a new connection has to log in.
     pub login_timeout: Duration,
     /// Time a shutdown may take before the remaining connections are cut.
@@ -37,6 +40,7 @@ impl Default for Config {
             max_connections: 100_000,
             max_line_bytes: 4096,
             max_outbox_bytes: 1 << 20,
+            max_total_outbox_bytes: 512 << 20,
             login_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
             broker_sched: BrokerSched::Batch,
@@ -73,6 +77,10 @@ pub struct ServerArgs {
     #[arg(long, default_value_t = 1 << 20, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=(1 << 40)))]
     pub max_outbox_bytes: u64,
 
+    /// Cap on the unwritten output of all connections together, in bytes; past it the heaviest are disconnected first.
+    #[arg(long, default_value_t = 512 << 20, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=(1 << 44)))]
+    pub max_total_outbox_bytes: u64,
+
     /// Time a new connection has to log in (e.g. 30s, 500ms, 10).
     #[arg(long, default_value = "30s", value_name = "DUR", value_parser = parse_duration)]
     pub login_timeout: Duration,
@@ -99,6 +107,16 @@ pub enum ConfigError {
         /// The least that works.
         needed: u64,
     },
+    /// The cap for all connections is below the cap for one.
+    #[error(
+        "--max-total-outbox-bytes ({total}) must be at least --max-outbox-bytes ({outbox}), or one reader could pass it alone"
+    )]
+    TotalBelowOne {
+        /// The total cap given.
+        total: u64,
+        /// The per-connection cap given.
+        outbox: u64,
+    },
 }
 
 impl ServerArgs {
@@ -113,11 +131,18 @@ impl ServerArgs {
                 needed,
             });
         }
+        if self.max_total_outbox_bytes < self.max_outbox_bytes {
+            return Err(ConfigError::TotalBelowOne {
+                total: self.max_total_outbox_bytes,
+                outbox: self.max_outbox_bytes,
+            });
+        }
         Ok(Config {
             workers: self.workers.map_or_else(default_workers, usize::from),
             max_connections: saturate(self.max_connections),
             max_line_bytes: saturate(self.max_line_bytes),
             max_outbox_bytes: saturate(self.max_outbox_bytes),
+            max_total_outbox_bytes: saturate(self.max_total_outbox_bytes),
             login_timeout: self.login_timeout,
             shutdown_grace: self.shutdown_grace,
             broker_sched: self.broker_sched,
@@ -187,6 +212,8 @@ mod tests {
             "100",
             "--max-outbox-bytes",
             "1000",
+            "--max-total-outbox-bytes",
+            "5000",
             "--login-timeout",
             "2s",
             "--shutdown-grace",
@@ -204,6 +231,7 @@ mod tests {
                 max_connections: 10,
                 max_line_bytes: 100,
                 max_outbox_bytes: 1000,
+                max_total_outbox_bytes: 5000,
                 login_timeout: Duration::from_secs(2),
                 shutdown_grace: Duration::from_millis(250),
                 broker_sched: BrokerSched::Normal,

@@ -29,8 +29,9 @@
 //!   start and the ordered shutdown; [`server::run`] takes a bound listener
 //!   and a shutdown future;
 //! - [`limits`]: fitting `--max-connections` to the descriptor limit;
-//! - [`sched`]: the broker thread's scheduling policy (the crate's one
-//!   `unsafe` system call).
+//! - [`sched`]: the broker thread's scheduling policy;
+//! - [`tcp`]: a connection's capped send buffer, and its unsent bytes
+//!   (with `sched`, the crate's two `unsafe` system calls).
 //!
 //! `achat-server` (`src/bin/achat-server.rs`) is thin: parse the command
 //! line, set up logging, bind, call the library. `achat-client`
@@ -48,6 +49,7 @@ pub mod protocol;
 pub mod sched;
 pub mod server;
 pub mod session;
+pub mod tcp;
 
 pub use broker::Broker;
 pub use config::Config;

@@ -73,6 +73,40 @@ impl Backlog {
     }
 }
 
+/// What the broker publishes about who is online, for sessions to read
+/// without asking: what a `*` line costs to deliver (one copy per peer
+/// online) and how long the answer to `/who` is. Sessions price their
+/// batches with it (see `session/chat.rs`), so that a line costs the
+/// sender what it costs to deliver. Written by the broker alone; a reader
+/// may see a value a moment old, which is all a price needs.
+#[derive(Debug, Default)]
+pub struct RosterGauge {
+    online: AtomicUsize,
+    who_bytes: AtomicUsize,
+}
+
+impl RosterGauge {
+    /// Peers online.
+    pub fn online(&self) -> usize {
+        self.online.load(Ordering::Relaxed)
+    }
+
+    /// Bytes in the answer to `/who`.
+    pub fn who_bytes(&self) -> usize {
+        self.who_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Publishes the number online (the broker only).
+    pub fn set_online(&self, online: usize) {
+        self.online.store(online, Ordering::Relaxed);
+    }
+
+    /// Publishes the size of the answer to `/who` (the broker only).
+    pub fn set_who_bytes(&self, bytes: usize) {
+        self.who_bytes.store(bytes, Ordering::Relaxed);
+    }
+}
+
 /// Session → broker: a connection was accepted. Sent from the session's
 /// `started`, before anything else, so the broker can reach every
 /// connection (logged in or not) at shutdown.

@@ -36,9 +36,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, OutboxLimits};
 use crate::config::Config;
-use crate::messages::{BrokerLink, ConnId, Shutdown};
+use crate::messages::{BrokerLink, ConnId, RosterGauge, Shutdown};
 use crate::protocol::Reply;
 use crate::session::{ConnectionSlot, Session, SessionEnv, SessionLimits};
 
@@ -106,9 +106,14 @@ pub async fn run(
             warn!("could not set the broker thread's scheduling policy to {broker_sched}: {e}")
         }
     });
-    let max_outbox_bytes = config.max_outbox_bytes;
+    let limits = OutboxLimits {
+        per_peer: config.max_outbox_bytes,
+        total: config.max_total_outbox_bytes,
+    };
+    let gauge = Arc::new(RosterGauge::default());
+    let broker_gauge = gauge.clone();
     let broker = Broker::start_in_arbiter(&broker_arbiter.handle(), move |_| {
-        Broker::new(max_outbox_bytes)
+        Broker::new(limits, broker_gauge)
     });
     let mut workers = Vec::with_capacity(config.workers);
     for _ in 0..config.workers.max(1) {
@@ -118,6 +123,7 @@ pub async fn run(
     }
     let session_env = Arc::new(SessionEnv {
         broker: BrokerLink::from(&broker),
+        gauge,
         limits: SessionLimits {
             max_line_bytes: config.max_line_bytes,
             max_outbox_bytes: config.max_outbox_bytes,

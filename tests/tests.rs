@@ -17,6 +17,7 @@ mod client;
 mod commands;
 mod disconnect;
 mod faults;
+mod hostile;
 mod limits;
 mod login;
 mod netcat;

@@ -95,6 +95,12 @@ impl Client {
             .await
             .expect("connect timed out")
             .expect("connect");
+        Client::from_stream(stream)
+    }
+
+    /// A client on a socket the test connected itself (to set socket
+    /// options first, say).
+    pub fn from_stream(stream: TcpStream) -> Client {
         stream.set_nodelay(true).expect("nodelay");
         let (reader, writer) = stream.into_split();
         Client {

@@ -26,7 +26,7 @@ mod outbound;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -36,10 +36,12 @@ use tokio::sync::mpsc;
 use crate::batch::{Batch, Op};
 use crate::messages::{
     BrokerLink, ConnId, Connect, Control, Credit, DrainGuard, Drained, Leave, LeaveReason,
-    LoginError, Name, NewPeer, Route, Shutdown,
+    LoginError, Name, NewPeer, RosterGauge, Route, Shutdown,
 };
 use crate::protocol::{self, Reply};
 use outbound::{Outbound, Peer};
+
+pub use outbound::OutboxLimits;
 
 /// The broker's tables hash with foldhash: several times faster than the
 /// standard SipHash on short keys, and still seeded at random per table,
@@ -60,6 +62,16 @@ pub struct Broker {
     peers: Table<ConnId, Peer>,
     /// Who is logged in under which name.
     names: Table<Name, ConnId>,
+    /// The names of the peers online (logged in, not evicted), in order:
+    /// what `/who` lists.
+    roster: BTreeSet<Name>,
+    /// The answer to `/who` for the current roster; `None` once the roster
+    /// has changed. Built at most once per change, so a client asking
+    /// `/who` over and over costs a copy of it each time, not a walk over
+    /// everyone online.
+    who_answer: Option<Vec<u8>>,
+    /// Where the roster's size and the answer's length are published.
+    gauge: Arc<RosterGauge>,
     /// Output queued in the peers' `pending` buffers.
     out: Outbound,
     /// A flush is queued to run once the mailbox is empty.
@@ -78,13 +90,16 @@ enum Phase {
 }
 
 impl Broker {
-    /// A broker that evicts peers whose unwritten output passes
-    /// `max_outbox_bytes`.
-    pub fn new(max_outbox_bytes: usize) -> Self {
+    /// A broker that holds at most `limits` of output for its peers, and
+    /// publishes who is online in `gauge`.
+    pub fn new(limits: OutboxLimits, gauge: Arc<RosterGauge>) -> Self {
         Broker {
             peers: Table::default(),
             names: Table::default(),
-            out: Outbound::new(max_outbox_bytes),
+            roster: BTreeSet::new(),
+            who_answer: None,
+            gauge,
+            out: Outbound::new(limits),
             flush_queued: false,
             phase: Phase::Running,
         }
@@ -119,6 +134,7 @@ impl Broker {
                 break;
             }
             self.apply(from, batch, op);
+            self.settle();
         }
         // The credit goes back to the sender when it is dropped: now, or,
         // if the batch filled someone's outbox past half its cap, when that
@@ -152,8 +168,9 @@ impl Broker {
                 );
             }
             Op::Who => {
-                let who = self.who();
+                let who = self.who_answer.take().unwrap_or_else(|| self.who());
                 self.push_to(from, &who);
+                self.who_answer = Some(who);
             }
             Op::Echo(range) => self.push_to(from, batch.bytes(range.clone())),
         }
@@ -204,16 +221,14 @@ impl Broker {
         }
     }
 
-    /// The answer to `/who`.
+    /// The answer to `/who`, made anew: the first names of the roster in
+    /// order (at most `WHO_MAX_NAMES` of them are shown, so this costs as
+    /// much whoever is online).
     fn who(&self) -> Vec<u8> {
-        let online: Vec<&str> = self
-            .names
-            .iter()
-            .filter(|(_, id)| self.peers.get(id).is_some_and(Peer::is_online))
-            .map(|(name, _)| &**name)
-            .collect();
         let mut out = Vec::new();
-        protocol::write_who(&mut out, online.len(), online.into_iter());
+        let names = self.roster.iter().map(|name| &**name);
+        protocol::write_who(&mut out, self.roster.len(), names);
+        self.gauge.set_who_bytes(out.len());
         out
     }
 
@@ -225,9 +240,85 @@ impl Broker {
     }
 }
 
+/// Who is online, and the bound on memory held for all of them.
+impl Broker {
+    /// A peer is online now: it joins the roster.
+    fn join_roster(&mut self, name: Name) {
+        self.roster.insert(name);
+        self.roster_changed();
+    }
+
+    /// A peer is no longer online (it left or was evicted).
+    fn leave_roster(&mut self, name: &Name) {
+        if self.roster.remove(name) {
+            self.roster_changed();
+        }
+    }
+
+    fn roster_changed(&mut self) {
+        self.who_answer = None;
+        self.gauge.set_online(self.roster.len());
+    }
+
+    /// After each request: peers evicted on the way leave the roster, and
+    /// if the output held for all peers may have passed its cap, it is
+    /// counted and enforced.
+    fn settle(&mut self) {
+        if self.out.may_be_over_total() {
+            self.enforce_total();
+        }
+        while let Some(id) = self.out.evicted.pop() {
+            if let Some(name) = self.peers.get(&id).and_then(|peer| peer.name.clone()) {
+                self.leave_roster(&name);
+            }
+        }
+    }
+
+    /// Counts the output held for all peers exactly (the sessions' backlogs
+    /// and the pending buffers), and if it passes `--max-total-outbox-bytes`
+    /// evicts the peers holding the most, heaviest first, until it is back
+    /// under three quarters of the cap (so the next count is far off).
+    ///
+    /// O(peers), but it runs only once a quarter of the cap has been queued
+    /// since the last count.
+    fn enforce_total(&mut self) {
+        let cap = self.out.limits.total;
+        let mut held: Vec<(usize, ConnId)> = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| !peer.evicted)
+            .map(|(&id, peer)| (peer.held_bytes(), id))
+            .collect();
+        let mut total: usize = held.iter().map(|&(bytes, _)| bytes).sum();
+        if total > cap {
+            held.sort_unstable_by(|a, b| b.cmp(a));
+            let target = cap / 4 * 3;
+            for (bytes, id) in held {
+                if total <= target {
+                    break;
+                }
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.evict(
+                        id,
+                        &mut self.out,
+                        format_args!(
+                            "it held {bytes} bytes of unwritten output, the most, when all \
+                             clients together passed --max-total-outbox-bytes {cap}"
+                        ),
+                    );
+                    total -= bytes;
+                }
+            }
+        }
+        self.out.counted_total = total;
+        self.out.queued_since_count = 0;
+    }
+}
+
 /// Output and the end of life: handing pending output over, shutting down.
 impl Broker {
-    /// Sends all pending output now.
+    /// Sends all pending output now, and publishes the size of a `/who`
+    /// answer if the roster changed.
     fn flush(&mut self) {
         for id in self.out.dirty.drain(..) {
             if let Some(peer) = self.peers.get_mut(&id) {
@@ -235,6 +326,9 @@ impl Broker {
             }
         }
         self.out.bytes = 0;
+        if self.who_answer.is_none() {
+            self.who_answer = Some(self.who());
+        }
     }
 
     /// Sends pending output soon: once the mailbox is empty, so that what
@@ -261,6 +355,9 @@ impl Broker {
             // newer connection that took the name since.
             if self.names.get(name) == Some(&id) {
                 self.names.remove(name);
+                if !peer.evicted {
+                    self.leave_roster(name);
+                }
             }
             info!("conn {id}: {name} left");
         }
@@ -372,11 +469,13 @@ impl Handler<NewPeer> for Broker {
         peer.name = Some(name.clone());
         self.names.insert(name.clone(), id);
         info!("conn {id}: logged in as {name}");
+        self.join_roster(name.clone());
         let welcome = Reply::Welcome {
             name: &name,
-            online: self.names.len(),
+            online: self.roster.len(),
         };
         self.push_to(id, &welcome.to_bytes());
+        self.settle();
         self.flush_soon(ctx);
         Ok(())
     }

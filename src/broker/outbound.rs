@@ -27,6 +27,18 @@ pub(super) struct Peer {
     pub(super) held: Vec<Credit>,
 }
 
+/// The bounds on output held for clients: handed to a session and not
+/// yet written to its socket, or queued in the broker for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxLimits {
+    /// For one peer (`--max-outbox-bytes`): a peer whose output would pass
+    /// it is evicted.
+    pub per_peer: usize,
+    /// For all peers together (`--max-total-outbox-bytes`): past it, the
+    /// peers holding the most are evicted, heaviest first.
+    pub total: usize,
+}
+
 /// The bookkeeping of pending output over all peers. A value of its own,
 /// beside the table of peers, so that a peer borrowed from that table can
 /// be updated together with it.
@@ -35,25 +47,43 @@ pub(super) struct Outbound {
     pub(super) dirty: Vec<ConnId>,
     /// Bytes in all `pending` buffers together.
     pub(super) bytes: usize,
-    /// A peer is evicted when its backlog would pass this.
-    max_outbox_bytes: usize,
-    /// Half of it: a peer whose backlog reaches this holds up the senders
-    /// that fill it (their credits go to it).
+    pub(super) limits: OutboxLimits,
+    /// Half the per-peer cap: a peer whose backlog reaches this holds up
+    /// the senders that fill it (their credits go to it).
     high_water: usize,
     /// The first peer the current batch filled past `high_water`.
     pub(super) filled: Option<ConnId>,
+    /// Peers evicted since the broker last looked (it takes them off the
+    /// roster).
+    pub(super) evicted: Vec<ConnId>,
+    /// Output held for all peers at the last count (see
+    /// `Broker::enforce_total`) ...
+    pub(super) counted_total: usize,
+    /// ... plus everything queued since: an upper bound on what is held
+    /// now (sessions only ever write theirs down), kept without touching
+    /// the sessions' counters on every line.
+    pub(super) queued_since_count: usize,
 }
 
 impl Outbound {
-    /// No output pending; peers are evicted past `max_outbox_bytes`.
-    pub(super) fn new(max_outbox_bytes: usize) -> Self {
+    /// No output pending.
+    pub(super) fn new(limits: OutboxLimits) -> Self {
         Outbound {
             dirty: Vec::new(),
             bytes: 0,
-            max_outbox_bytes,
-            high_water: max_outbox_bytes / 2,
+            limits,
+            high_water: limits.per_peer / 2,
             filled: None,
+            evicted: Vec::new(),
+            counted_total: 0,
+            queued_since_count: 0,
         }
+    }
+
+    /// Whether the output held for all peers may have passed the total
+    /// cap: time to count it exactly.
+    pub(super) fn may_be_over_total(&self) -> bool {
+        self.counted_total + self.queued_since_count > self.limits.total
     }
 }
 
@@ -75,37 +105,52 @@ impl Peer {
         self.name.is_some() && !self.evicted
     }
 
+    /// Output held for this peer: handed to its session and not written,
+    /// or pending here.
+    pub(super) fn held_bytes(&self) -> usize {
+        self.backlog.get() + self.pending.len()
+    }
+
     /// Queues `bytes` for this peer, or evicts it if they would take its
     /// backlog past the cap.
     pub(super) fn push(&mut self, id: ConnId, bytes: &[u8], out: &mut Outbound) {
         if self.evicted {
             return;
         }
-        let backlog = self.backlog.get() + self.pending.len() + bytes.len();
-        if backlog > out.max_outbox_bytes {
-            self.evict(id, backlog);
-            out.bytes -= self.pending.len();
-            self.pending = Vec::new();
-            // Senders held up by it go free.
-            self.held.clear();
+        let backlog = self.held_bytes() + bytes.len();
+        if backlog > out.limits.per_peer {
+            self.evict(
+                id,
+                out,
+                format_args!("its unwritten output would reach {backlog} bytes"),
+            );
             return;
         }
         if self.pending.is_empty() {
             out.dirty.push(id);
+            out.queued_since_count += DELIVER_OVERHEAD;
         }
         self.pending.extend_from_slice(bytes);
         out.bytes += bytes.len();
+        out.queued_since_count += bytes.len();
         if backlog >= out.high_water && out.filled.is_none() {
             out.filled = Some(id);
         }
     }
 
-    fn evict(&mut self, id: ConnId, backlog: usize) {
+    /// Cuts this peer off as a slow consumer: its pending output is
+    /// dropped, the senders it held up go free, its session is told to
+    /// close at once.
+    pub(super) fn evict(&mut self, id: ConnId, out: &mut Outbound, why: std::fmt::Arguments<'_>) {
         self.evicted = true;
         warn!(
-            "conn {id} ({}): disconnected as a slow consumer (its unwritten output would reach {backlog} bytes)",
+            "conn {id} ({}): disconnected as a slow consumer ({why})",
             self.name.as_deref().unwrap_or("not logged in")
         );
+        out.bytes -= self.pending.len();
+        self.pending = Vec::new();
+        self.held.clear();
+        out.evicted.push(id);
         self.link.control.do_send(Control::Evict);
     }
 

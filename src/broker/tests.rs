@@ -171,7 +171,13 @@ async fn send(broker: &Addr<Broker>, from: &TestPeer, name: &str, lines: &[&str]
 }
 
 fn start() -> Addr<Broker> {
-    Broker::new(1 << 20).start()
+    start_with(1 << 20, 1 << 30)
+}
+
+/// A broker with these caps on output, per peer and in all.
+fn start_with(per_peer: usize, total: usize) -> Addr<Broker> {
+    let limits = OutboxLimits { per_peer, total };
+    Broker::new(limits, Arc::new(RosterGauge::default())).start()
 }
 
 #[actix::test]
@@ -314,7 +320,7 @@ async fn order_is_kept_per_sender_and_recipient() {
 
 #[actix::test]
 async fn a_stuck_reader_is_evicted_and_others_are_not_slowed() {
-    let broker = Broker::new(10_000).start();
+    let broker = start_with(10_000, 1 << 30);
     let mut alice = login(&broker, 1, "alice", true).await;
     let mut stuck = login(&broker, 2, "stuck", false).await;
     let mut bob = login(&broker, 3, "bob", true).await;

@@ -1,6 +1,17 @@
 //! After login: each read becomes one [`Batch`] of requests, sent to the
 //! broker as a [`Route`] with the credit taken before the read.
 //!
+//! A batch is priced as it is filled ([`Cost`]), so that a line costs the
+//! sender what it costs to deliver: a batch is closed once the output it
+//! gives any one peer reaches [`Session::batch_limit`], or once the bytes
+//! it delivers in all, every copy counted, reach [`DELIVERY_BUDGET`]. A
+//! line to everyone online is priced at one copy per peer online (the
+//! broker publishes the count, [`RosterGauge`]), and `/who` at the length
+//! of its answer. With two batches at the broker at most, a sender whose
+//! lines fan out widely is read correspondingly slower, and the broker's
+//! work on any one batch is bounded, so nobody's message waits behind much
+//! of anyone else's.
+//!
 //! What a line means is decided by [`on_frame`], a pure function tested at
 //! the bottom.
 
@@ -8,26 +19,68 @@ use super::input::{InputEnd, READ_BUFFER_BYTES};
 use super::{Phase, Session};
 use crate::batch::Batch;
 use crate::line_reader::Frame;
-use crate::messages::Route;
+use crate::messages::{RosterGauge, Route};
 use crate::protocol::{self, Command, Reply, Request};
+
+/// The bytes one batch may deliver in all, each copy to each recipient
+/// counted (with 16 bytes more per copy, for the copying): about a quarter
+/// of a millisecond of the broker's time. One line is always let through,
+/// so a line to twenty thousand peers travels alone.
+pub const DELIVERY_BUDGET: usize = 256 * 1024;
+
+/// What one copy of a line costs the broker besides its bytes.
+const DELIVERY_OVERHEAD: usize = 16;
+
+/// What the requests in a batch so far will cost.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Cost {
+    /// Output to any one peer at most: each relayed line (a peer gets at
+    /// most one copy) and everything that comes back to the sender.
+    per_peer: usize,
+    /// Bytes delivered in all, every copy counted.
+    delivered: usize,
+}
+
+/// What the broker's side of things costs right now (from the
+/// [`RosterGauge`]).
+#[derive(Debug, Clone, Copy)]
+struct Prices {
+    online: usize,
+    who_bytes: usize,
+}
+
+impl Prices {
+    fn now(gauge: &RosterGauge) -> Self {
+        Prices {
+            online: gauge.online(),
+            who_bytes: gauge.who_bytes(),
+        }
+    }
+}
 
 impl Session {
     /// [`Session::consume`] after login: one batch for the broker.
     pub(super) fn consume_online(&mut self, input: &[u8]) -> usize {
         let batch_limit = self.batch_limit();
         let max_line_bytes = self.env.limits.max_line_bytes;
+        let prices = Prices::now(&self.env.gauge);
         let Phase::Online { name } = &self.phase else {
             return 0;
         };
         let mut batch = Batch::for_input(input.len().min(batch_limit));
+        let mut cost = Cost::default();
         let mut rest = input;
         while let Some(frame) = self.input.lines.next_frame(&mut rest) {
-            if let Some(end) = on_frame(frame, name, max_line_bytes, &mut batch) {
+            let line = on_frame(frame, name, max_line_bytes, &mut batch);
+            if let Err(end) = line {
                 self.input.end(end);
                 rest = &[];
                 break;
             }
-            if batch.output_len() >= batch_limit {
+            if let Ok(added) = line {
+                cost.add(added, prices);
+            }
+            if cost.per_peer >= batch_limit || cost.delivered >= DELIVERY_BUDGET {
                 break;
             }
         }
@@ -51,36 +104,85 @@ impl Session {
     }
 }
 
-/// Handles a frame after login: adds it to the batch. Returns how input
-/// ends if it does (`/quit`).
+/// What one line added to a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Added {
+    /// Nothing (a blank line).
+    Nothing,
+    /// A line of `bytes` to relay to `names` peers, and to everyone online
+    /// if `everyone`.
+    Send {
+        bytes: usize,
+        names: usize,
+        everyone: bool,
+    },
+    /// A `/who`.
+    Who,
+    /// `bytes` for the sender itself.
+    Echo { bytes: usize },
+}
+
+impl Cost {
+    fn add(&mut self, added: Added, prices: Prices) {
+        let (per_peer, copies, bytes) = match added {
+            Added::Nothing => return,
+            Added::Send {
+                bytes,
+                names,
+                everyone,
+            } => {
+                let copies = names + if everyone { prices.online } else { 0 };
+                (bytes, copies, bytes)
+            }
+            Added::Who => (prices.who_bytes, 1, prices.who_bytes),
+            Added::Echo { bytes } => (bytes, 1, bytes),
+        };
+        self.per_peer += per_peer;
+        self.delivered += copies * (bytes + DELIVERY_OVERHEAD);
+    }
+}
+
+/// Handles a frame after login: adds it to the batch and says what it
+/// added, or how input ends (`/quit`).
 fn on_frame(
     frame: Frame<'_>,
     name: &str,
     max_line_bytes: usize,
     batch: &mut Batch,
-) -> Option<InputEnd> {
+) -> Result<Added, InputEnd> {
+    let before = batch.output_len();
+    let echo = |batch: &mut Batch, reply: &Reply<'_>| {
+        batch.push_reply(reply);
+        Added::Echo {
+            bytes: batch.output_len() - before,
+        }
+    };
     let line = match frame {
         Frame::Line(line) => line,
         Frame::TooLong => {
-            batch.push_reply(&Reply::LineTooLong {
-                limit: max_line_bytes,
-            });
-            return None;
+            let limit = max_line_bytes;
+            return Ok(echo(batch, &Reply::LineTooLong { limit }));
         }
-        Frame::NotUtf8 => {
-            batch.push_reply(&Reply::NotUtf8);
-            return None;
-        }
+        Frame::NotUtf8 => return Ok(echo(batch, &Reply::NotUtf8)),
     };
-    match protocol::parse_request(line) {
-        Ok(Request::Blank) => {}
-        Ok(Request::Chat(chat)) => batch.push_chat(name, &chat),
-        Ok(Request::Command(Command::Who)) => batch.push_who(),
-        Ok(Request::Command(Command::Help)) => batch.push_reply(&Reply::Help),
-        Ok(Request::Command(Command::Quit)) => return Some(InputEnd::Quit),
-        Err(why) => batch.push_reply(&Reply::BadRequest(why)),
-    }
-    None
+    Ok(match protocol::parse_request(line) {
+        Ok(Request::Blank) => Added::Nothing,
+        Ok(Request::Chat(chat)) => {
+            batch.push_chat(name, &chat);
+            Added::Send {
+                bytes: batch.output_len() - before,
+                names: chat.names.len(),
+                everyone: chat.everyone,
+            }
+        }
+        Ok(Request::Command(Command::Who)) => {
+            batch.push_who();
+            Added::Who
+        }
+        Ok(Request::Command(Command::Help)) => echo(batch, &Reply::Help),
+        Ok(Request::Command(Command::Quit)) => return Err(InputEnd::Quit),
+        Err(why) => echo(batch, &Reply::BadRequest(why)),
+    })
 }
 
 #[cfg(test)]
@@ -95,8 +197,8 @@ mod tests {
         let mut batch = Batch::new();
         let mut end = None;
         for frame in frames {
-            end = on_frame(frame.clone(), "alice", 4096, &mut batch);
-            if end.is_some() {
+            if let Err(ended) = on_frame(frame.clone(), "alice", 4096, &mut batch) {
+                end = Some(ended);
                 break;
             }
         }
@@ -180,5 +282,63 @@ mod tests {
         let (ops, _) = after_login(&[Frame::Line("/help")]);
         assert_eq!(ops.len(), 1);
         assert!(ops[0].starts_with("echo server: "), "{ops:?}");
+    }
+
+    #[test]
+    fn a_line_is_priced_at_what_it_delivers() {
+        let prices = Prices {
+            online: 1000,
+            who_bytes: 5000,
+        };
+        let mut batch = Batch::new();
+        let mut priced = |line: &str| {
+            let mut cost = Cost::default();
+            cost.add(
+                on_frame(Frame::Line(line), "alice", 4096, &mut batch).unwrap(),
+                prices,
+            );
+            cost
+        };
+        // "from alice: hi\n" is 15 bytes.
+        assert_eq!(
+            priced("bob: hi"),
+            Cost {
+                per_peer: 15,
+                delivered: 15 + DELIVERY_OVERHEAD
+            }
+        );
+        assert_eq!(
+            priced("bob, carol: hi").delivered,
+            2 * (15 + DELIVERY_OVERHEAD)
+        );
+        assert_eq!(priced("*: hi").delivered, 1000 * (15 + DELIVERY_OVERHEAD));
+        assert_eq!(
+            priced("*, bob: hi").delivered,
+            1001 * (15 + DELIVERY_OVERHEAD)
+        );
+        assert_eq!(
+            priced("/who"),
+            Cost {
+                per_peer: 5000,
+                delivered: 5000 + DELIVERY_OVERHEAD
+            }
+        );
+        assert_eq!(priced("").delivered, 0);
+        assert!(priced("hello").per_peer > 0);
+    }
+
+    #[test]
+    fn a_broadcast_to_many_fills_a_batch_alone() {
+        let prices = Prices {
+            online: 20_000,
+            who_bytes: 0,
+        };
+        let mut batch = Batch::new();
+        let mut cost = Cost::default();
+        cost.add(
+            on_frame(Frame::Line("*: x"), "alice", 4096, &mut batch).unwrap(),
+            prices,
+        );
+        assert!(cost.delivered >= DELIVERY_BUDGET);
     }
 }

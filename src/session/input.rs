@@ -13,6 +13,7 @@ use tokio::io::{AsyncRead, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::credits::Credits;
+use super::turn::Turn;
 use super::{Phase, Session};
 use crate::line_reader::LineReader;
 use crate::messages::{DrainGuard, Drained, LeaveReason};
@@ -45,6 +46,9 @@ pub(super) struct Input {
     unread: Unread,
     pub(super) credits: Credits,
     state: InputState,
+    /// Set when the session gave up its turn on the worker; it reads again
+    /// once the turn has come round.
+    turn: Option<Turn>,
 }
 
 /// Whether input goes on, and if not, why.
@@ -89,6 +93,7 @@ impl Input {
             unread: Unread::default(),
             credits: Credits::new(),
             state: InputState::Open,
+            turn: None,
         }
     }
 
@@ -136,12 +141,19 @@ impl Session {
         ctx: &mut Context<Self>,
         task_cx: &mut task::Context<'_>,
     ) -> Poll<()> {
+        let mut turn_budget = READ_BUFFER_BYTES;
         loop {
             if matches!(self.phase, Phase::Closing(_)) {
                 return Poll::Ready(());
             }
             if matches!(self.input.state, InputState::Over) {
                 return Poll::Pending;
+            }
+            if let Some(turn) = &self.input.turn {
+                if !turn.has_come() {
+                    return Poll::Pending;
+                }
+                self.input.turn = None;
             }
             if let Phase::LoggingIn { asked, .. } = &mut self.phase
                 && let Some(pending) = asked
@@ -189,7 +201,15 @@ impl Session {
             });
             match ready!(read) {
                 Ok(0) => self.input.end(InputEnd::Eof),
-                Ok(_) => {}
+                Ok(n) => {
+                    // A buffer's worth handled in this turn: the worker's
+                    // other sessions have theirs first (see `turn.rs`).
+                    turn_budget = turn_budget.saturating_sub(n);
+                    if turn_budget == 0 {
+                        self.input.turn = Some(Turn::give_up(task_cx));
+                        return Poll::Pending;
+                    }
+                }
                 Err(e) => {
                     debug!("conn {}: read error: {e}", self.id);
                     ctx.stop();

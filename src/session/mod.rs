@@ -7,8 +7,9 @@
 //!
 //! The folder holds its three parts:
 //! - `mod.rs`: the actor, its life (`Phase`) and its message handlers;
-//! - `input.rs`: reading with a credit in hand (`credits.rs`), draining at
-//!   shutdown, the end of input; what was read goes to
+//! - `input.rs`: reading with a credit in hand (`credits.rs`), taking turns
+//!   on the worker (`turn.rs`), draining at shutdown, the end of input;
+//!   what was read goes to
 //! - `login.rs`: the login exchange, or
 //! - `chat.rs`: after login, turning a read into a `Route` for the broker;
 //! - `outbox.rs`: writing, the `Outbox` of unwritten bytes with its
@@ -52,6 +53,7 @@ mod credits;
 mod input;
 mod login;
 mod outbox;
+mod turn;
 
 use std::io;
 use std::net::SocketAddr;
@@ -65,13 +67,15 @@ use log::{debug, info};
 use tokio::net::TcpStream;
 
 use crate::messages::{
-    BrokerLink, ConnId, Connect, Control, Deliver, Leave, LeaveReason, Name, SessionLink,
+    BrokerLink, ConnId, Connect, Control, Deliver, Leave, LeaveReason, Name, RosterGauge,
+    SessionLink,
 };
 use crate::protocol::Reply;
 use input::Input;
 use login::PendingLogin;
 use outbox::Outbox;
 
+pub use chat::DELIVERY_BUDGET;
 pub use input::prepare_worker_thread;
 pub use outbox::{CLOSE_LINGER, STALL_LIMIT};
 
@@ -97,6 +101,8 @@ pub struct SessionLimits {
 pub struct SessionEnv {
     /// The broker.
     pub broker: BrokerLink,
+    /// What the broker publishes about who is online (to price batches).
+    pub gauge: Arc<RosterGauge>,
     /// The limits.
     pub limits: SessionLimits,
 }
@@ -170,6 +176,7 @@ impl Session {
         let stream = TcpStream::from_std(stream)?;
         // Output is batched already; Nagle would only add latency.
         stream.set_nodelay(true)?;
+        crate::tcp::cap_send_buffer(&stream)?;
         info!("conn {id}: connected from {peer}");
         Ok(Session::create(move |ctx| {
             let timer = ctx.run_later(env.limits.login_timeout, Session::login_timed_out);

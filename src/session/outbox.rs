@@ -47,6 +47,11 @@ pub(super) struct Outbox {
     /// cap, and the timer that cuts this session off if it takes too long.
     held: Vec<Credit>,
     stall_timer: Option<SpawnHandle>,
+    /// Bytes written to the socket in all, and of those, how many the
+    /// client had acknowledged when the stall clock was last started: the
+    /// reader's progress (see `Session::start_stall_clock`).
+    written_total: u64,
+    acknowledged_seen: u64,
     /// Whether a `WRITE_OUTPUT` future is running.
     writer_running: bool,
 }
@@ -117,6 +122,7 @@ impl Session {
             match ready!(Pin::new(&mut self.stream).poll_write(task_cx, unwritten)) {
                 Ok(n) => {
                     self.outbox.written += n;
+                    self.outbox.written_total += n as u64;
                     self.outbox.backlog.sub(n);
                     self.release_held(ctx);
                 }
@@ -192,23 +198,46 @@ impl Session {
         }
     }
 
-    /// (Re)starts the clock: a session that holds senders up and writes
-    /// nothing for [`STALL_LIMIT`] has stopped reading, and is cut off.
+    /// (Re)starts the clock: a session that holds senders up while its
+    /// client reads nothing at all for [`STALL_LIMIT`] has stopped reading,
+    /// and is cut off.
+    ///
+    /// "Reads nothing" is judged by what the client acknowledged, not by
+    /// whether the socket took more: a socket's send buffer becomes
+    /// writable again only once a good part of it has drained, which for a
+    /// reader at a modest rate can take longer than the limit although it
+    /// reads all along.
     fn start_stall_clock(&mut self, ctx: &mut Context<Self>) {
         if let Some(timer) = self.outbox.stall_timer.take() {
             ctx.cancel_future(timer);
         }
+        self.outbox.acknowledged_seen = self.acknowledged();
         self.outbox.stall_timer = Some(ctx.run_later(STALL_LIMIT, |session, ctx| {
             session.outbox.stall_timer = None;
-            if !session.outbox.held.is_empty() {
-                warn!(
-                    "conn {}: disconnected as a slow consumer (held up its senders and wrote nothing \
-                     for {STALL_LIMIT:?}, {} bytes unwritten)",
-                    session.id,
-                    session.outbox.backlog.get()
-                );
-                ctx.stop();
+            if session.outbox.held.is_empty() {
+                return;
             }
+            if session.acknowledged() > session.outbox.acknowledged_seen {
+                session.start_stall_clock(ctx);
+                return;
+            }
+            warn!(
+                "conn {}: disconnected as a slow consumer (held up its senders and read nothing \
+                 for {STALL_LIMIT:?}, {} bytes unwritten)",
+                session.id,
+                session.outbox.backlog.get()
+            );
+            ctx.stop();
         }));
+    }
+
+    /// How much of the output written so far the client has acknowledged.
+    /// Where the kernel cannot say (not Linux), none, so that only writes
+    /// count as progress there.
+    fn acknowledged(&self) -> u64 {
+        match crate::tcp::unsent_bytes(&self.stream) {
+            Ok(unsent) => self.outbox.written_total.saturating_sub(unsent as u64),
+            Err(_) => 0,
+        }
     }
 }
