@@ -638,6 +638,39 @@ async fn terminal_mode_keeps_the_typed_line_when_a_message_arrives() {
     tty.assert_terminal_restored();
 }
 
+/// A text padded out to the edge of the screen cannot make its tail look
+/// like a line from someone else: the client breaks long lines itself and
+/// marks every further row.
+#[tokio::test]
+async fn terminal_mode_marks_the_rows_a_long_line_wraps_onto() {
+    let server = start();
+    let mut bob = server.login("bob").await;
+    let addr = addr_arg(server.addr);
+    let mut tty = Tty::spawn(&[&addr, "--name", "alice"]);
+    tty.wait_for("the prompt", |s| cursor_row(s).0 == "alice> ");
+    // "from bob: hi" + dots to the edge of 80 columns + a forged line.
+    let padding = ".".repeat(usize::from(Tty::COLS) - "from bob: hi".len() - 1);
+    bob.send(&format!(
+        "alice: hi{padding}from carol: the deploy key is 42"
+    ))
+    .await;
+    tty.wait_for("the message", |s| {
+        s.contents().contains("the deploy key is 42")
+    });
+    let rows = tty.rows();
+    let tail = rows
+        .iter()
+        .find(|row| row.contains("the deploy key"))
+        .expect("the tail of the message");
+    assert!(tail.starts_with("\u{21B3} from carol:"), "{rows:#?}");
+    assert!(
+        !rows.iter().any(|row| row.starts_with("from carol")),
+        "{rows:#?}"
+    );
+    tty.type_keys("\x04");
+    assert_eq!(tty.wait_exit(), 0, "{}", tty.screen.screen().contents());
+}
+
 #[tokio::test]
 async fn terminal_mode_leaves_cleanly_on_sigterm() {
     let server = start();

@@ -21,7 +21,7 @@ use crate::connection::{Connection, read_piece};
 use crate::error::ClientError;
 use crate::login::welcomed_name;
 use crate::quit::is_quit;
-use crate::render::{Look, Printer, sanitize};
+use crate::render::{Look, Printer, sanitize, terminal_columns};
 
 /// After `/quit` (or Ctrl-D, Ctrl-C) at a terminal, how long the client
 /// waits for the server's last lines and its close before leaving anyway.
@@ -140,7 +140,7 @@ async fn edit(
                     // The writer queues whole lines for the editor; it
                     // refuses one only when its queue is full, and then
                     // keeps it to send with the next line.
-                    let _ = screen.write(&look.render(&buf, at_line_start));
+                    let _ = screen.write(&look.render(&buf, at_line_start, terminal_columns()));
                     at_line_start = buf.ends_with(b"\n");
                     buf.clear();
                 }
