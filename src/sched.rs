@@ -14,8 +14,8 @@
 //! clients": context switches down from 47,000 to 6,000 in 1.5 s, a fifth
 //! less server CPU per message); `--broker-sched normal` turns this off.
 //!
-//! This is the crate's one `unsafe` block: a system call with no pointer
-//! that outlives it.
+//! This is one of the crate's two `unsafe` blocks (the other is in
+//! [`crate::tcp`]): a system call with no pointer that outlives it.
 
 use std::io;
 
