@@ -23,6 +23,7 @@
 //!   future cluster mode adds remote routes there and nowhere else.
 
 mod outbound;
+mod roster;
 #[cfg(test)]
 mod tests;
 
@@ -38,7 +39,7 @@ use crate::messages::{
     BrokerLink, ConnId, Connect, Control, Credit, DrainGuard, Drained, Leave, LeaveReason,
     LoginError, Name, NewPeer, RosterGauge, Route, Shutdown,
 };
-use crate::protocol::{self, Reply};
+use crate::protocol::Reply;
 use outbound::{Outbound, Peer};
 
 pub use outbound::OutboxLimits;
@@ -148,6 +149,20 @@ impl Broker {
         }
     }
 
+    /// After each request: peers evicted on the way leave the roster, and
+    /// if the output held for all peers may have passed its cap, it is
+    /// counted and enforced.
+    fn settle(&mut self) {
+        if self.out.may_be_over_total() {
+            self.enforce_total();
+        }
+        while let Some(id) = self.out.evicted.pop() {
+            if let Some(name) = self.peers.get(&id).and_then(|peer| peer.name.clone()) {
+                self.leave_roster(&name);
+            }
+        }
+    }
+
     /// Carries out one request from `from`.
     fn apply(&mut self, from: ConnId, batch: &Batch, op: &Op) {
         match op {
@@ -221,97 +236,11 @@ impl Broker {
         }
     }
 
-    /// The answer to `/who`, made anew: the first names of the roster in
-    /// order (at most `WHO_MAX_NAMES` of them are shown, so this costs as
-    /// much whoever is online).
-    fn who(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        let names = self.roster.iter().map(|name| &**name);
-        protocol::write_who(&mut out, self.roster.len(), names);
-        self.gauge.set_who_bytes(out.len());
-        out
-    }
-
     /// Queues output for one peer (if it is still there).
     fn push_to(&mut self, id: ConnId, bytes: &[u8]) {
         if let Some(peer) = self.peers.get_mut(&id) {
             peer.push(id, bytes, &mut self.out);
         }
-    }
-}
-
-/// Who is online, and the bound on memory held for all of them.
-impl Broker {
-    /// A peer is online now: it joins the roster.
-    fn join_roster(&mut self, name: Name) {
-        self.roster.insert(name);
-        self.roster_changed();
-    }
-
-    /// A peer is no longer online (it left or was evicted).
-    fn leave_roster(&mut self, name: &Name) {
-        if self.roster.remove(name) {
-            self.roster_changed();
-        }
-    }
-
-    fn roster_changed(&mut self) {
-        self.who_answer = None;
-        self.gauge.set_online(self.roster.len());
-    }
-
-    /// After each request: peers evicted on the way leave the roster, and
-    /// if the output held for all peers may have passed its cap, it is
-    /// counted and enforced.
-    fn settle(&mut self) {
-        if self.out.may_be_over_total() {
-            self.enforce_total();
-        }
-        while let Some(id) = self.out.evicted.pop() {
-            if let Some(name) = self.peers.get(&id).and_then(|peer| peer.name.clone()) {
-                self.leave_roster(&name);
-            }
-        }
-    }
-
-    /// Counts the output held for all peers exactly (the sessions' backlogs
-    /// and the pending buffers), and if it passes `--max-total-outbox-bytes`
-    /// evicts the peers holding the most, heaviest first, until it is back
-    /// under three quarters of the cap (so the next count is far off).
-    ///
-    /// O(peers), but it runs only once a quarter of the cap has been queued
-    /// since the last count.
-    fn enforce_total(&mut self) {
-        let cap = self.out.limits.total;
-        let mut held: Vec<(usize, ConnId)> = self
-            .peers
-            .iter()
-            .filter(|(_, peer)| !peer.evicted)
-            .map(|(&id, peer)| (peer.held_bytes(), id))
-            .collect();
-        let mut total: usize = held.iter().map(|&(bytes, _)| bytes).sum();
-        if total > cap {
-            held.sort_unstable_by(|a, b| b.cmp(a));
-            let target = cap / 4 * 3;
-            for (bytes, id) in held {
-                if total <= target {
-                    break;
-                }
-                if let Some(peer) = self.peers.get_mut(&id) {
-                    peer.evict(
-                        id,
-                        &mut self.out,
-                        format_args!(
-                            "it held {bytes} bytes of unwritten output, the most, when all \
-                             clients together passed --max-total-outbox-bytes {cap}"
-                        ),
-                    );
-                    total -= bytes;
-                }
-            }
-        }
-        self.out.counted_total = total;
-        self.out.queued_since_count = 0;
     }
 }
 

@@ -167,3 +167,46 @@ impl Peer {
         self.link.deliver.do_send(Deliver { bytes, held });
     }
 }
+
+/// The bound on output held for all peers together.
+impl super::Broker {
+    /// Counts the output held for all peers exactly (the sessions' backlogs
+    /// and the pending buffers), and if it passes `--max-total-outbox-bytes`
+    /// evicts the peers holding the most, heaviest first, until it is back
+    /// under three quarters of the cap (so the next count is far off).
+    ///
+    /// O(peers), but it runs only once a quarter of the cap has been queued
+    /// since the last count.
+    pub(super) fn enforce_total(&mut self) {
+        let cap = self.out.limits.total;
+        let mut held: Vec<(usize, ConnId)> = self
+            .peers
+            .iter()
+            .filter(|(_, peer)| !peer.evicted)
+            .map(|(&id, peer)| (peer.held_bytes(), id))
+            .collect();
+        let mut total: usize = held.iter().map(|&(bytes, _)| bytes).sum();
+        if total > cap {
+            held.sort_unstable_by(|a, b| b.cmp(a));
+            let target = cap / 4 * 3;
+            for (bytes, id) in held {
+                if total <= target {
+                    break;
+                }
+                if let Some(peer) = self.peers.get_mut(&id) {
+                    peer.evict(
+                        id,
+                        &mut self.out,
+                        format_args!(
+                            "it held {bytes} bytes of unwritten output, the most, when all \
+                             clients together passed --max-total-outbox-bytes {cap}"
+                        ),
+                    );
+                    total -= bytes;
+                }
+            }
+        }
+        self.out.counted_total = total;
+        self.out.queued_since_count = 0;
+    }
+}

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::messages::{Backlog, DELIVER_OVERHEAD, Deliver, SessionLink};
-use crate::protocol::{Request, parse_request};
+use crate::protocol::{self, Request, parse_request};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 

@@ -1,0 +1,44 @@
+//! Who is online: the roster of names, the answer to `/who` built from it
+//! once per change, and what the sessions are told of both.
+//!
+//! `/who` is the one request whose answer depends on everyone online, so
+//! it must not cost a walk over everyone: the roster is kept sorted as
+//! peers come and go (O(log n) each), and the answer (at most
+//! `WHO_MAX_NAMES` names) is built the first time it is asked for after a
+//! change, or at the next flush, and copied for every asker until the
+//! roster changes again.
+
+use super::Broker;
+use crate::messages::Name;
+use crate::protocol;
+
+impl Broker {
+    /// A peer is online now: it joins the roster.
+    pub(super) fn join_roster(&mut self, name: Name) {
+        self.roster.insert(name);
+        self.roster_changed();
+    }
+
+    /// A peer is no longer online (it left or was evicted).
+    pub(super) fn leave_roster(&mut self, name: &Name) {
+        if self.roster.remove(name) {
+            self.roster_changed();
+        }
+    }
+
+    fn roster_changed(&mut self) {
+        self.who_answer = None;
+        self.gauge.set_online(self.roster.len());
+    }
+
+    /// The answer to `/who`, made anew: the first names of the roster in
+    /// order (at most `WHO_MAX_NAMES` of them are shown, so this costs as
+    /// much whoever is online).
+    pub(super) fn who(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        let names = self.roster.iter().map(|name| &**name);
+        protocol::write_who(&mut out, self.roster.len(), names);
+        self.gauge.set_who_bytes(out.len());
+        out
+    }
+}
