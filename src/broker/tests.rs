@@ -380,3 +380,69 @@ async fn shutdown_drains_then_says_goodbye_after_pending_output() {
     let answer = ask(&broker, 4, "late").await;
     assert_eq!(answer, Err(LoginError::ShuttingDown));
 }
+
+#[actix::test]
+async fn who_follows_the_roster_and_the_gauge_is_published() {
+    let gauge = Arc::new(RosterGauge::default());
+    let limits = OutboxLimits {
+        per_peer: 1 << 20,
+        total: 1 << 30,
+    };
+    let broker = Broker::new(limits, gauge.clone()).start();
+    let mut alice = login(&broker, 1, "alice", true).await;
+    let _carol = login(&broker, 3, "carol", true).await;
+    let _bob = login(&broker, 2, "bob", true).await;
+    assert_eq!(gauge.online(), 3);
+    send(&broker, &alice, "alice", &["/who", "/who"]).await;
+    for _ in 0..2 {
+        assert_eq!(alice.line().await, "server: 3 online:");
+        assert_eq!(alice.line().await, "server: alice, bob, carol");
+    }
+    // The answer's size is published once it has been built.
+    assert_eq!(
+        gauge.who_bytes(),
+        "server: 3 online:\nserver: alice, bob, carol\n".len()
+    );
+    broker.do_send(Leave {
+        id: 2,
+        reason: LeaveReason::Gone,
+    });
+    send(&broker, &alice, "alice", &["/who"]).await;
+    assert_eq!(alice.line().await, "server: 2 online:");
+    assert_eq!(alice.line().await, "server: alice, carol");
+    assert_eq!(gauge.online(), 2);
+}
+
+#[actix::test]
+async fn past_the_total_cap_the_heaviest_peer_is_evicted_first() {
+    // Each peer may hold up to 1 MiB; all together only 30 KB.
+    let broker = start_with(1 << 20, 30_000);
+    let mut alice = login(&broker, 1, "alice", true).await;
+    let mut heavy = login(&broker, 2, "heavy", false).await;
+    let mut light = login(&broker, 3, "light", false).await;
+    let text = "x".repeat(1000);
+    for _ in 0..5 {
+        send(&broker, &alice, "alice", &[&format!("light: {text}")]).await;
+    }
+    for _ in 0..30 {
+        send(&broker, &alice, "alice", &[&format!("heavy: {text}")]).await;
+    }
+    // The heavy one was told to go, the light one was not.
+    loop {
+        match heavy.next().await {
+            Seen::Line(_) => continue,
+            Seen::Evict => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    for _ in 0..5 {
+        assert!(light.line().await.ends_with(&text));
+    }
+    light.nothing_more(&broker).await;
+    // Offline for everyone from then on; the light one still online.
+    sync(&broker).await;
+    while alice.seen.try_recv().is_ok() {}
+    send(&broker, &alice, "alice", &["/who"]).await;
+    assert_eq!(alice.line().await, "server: 2 online:");
+    assert_eq!(alice.line().await, "server: alice, light");
+}
