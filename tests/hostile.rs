@@ -306,3 +306,45 @@ async fn a_client_sending_huge_recipient_lists_does_not_keep_its_worker() {
         "slowest round trip {slowest:?}"
     );
 }
+
+/// A line to many readers that have all stopped: every one of them is on
+/// the stall clock once its output is past half its cap, so they are cut
+/// together, not one after the other while each holds the sender up for
+/// the stall limit in turn (thirty of them held it about ten seconds).
+#[tokio::test]
+async fn many_stuck_readers_of_a_broadcast_are_cut_together() {
+    // The default cap, so that with a batch's delivery budget spread over
+    // thirty readers none of them reaches its cap before the clock says.
+    let server = start();
+    let mut stuck = Vec::new();
+    for i in 0..30 {
+        stuck.push(server.login(&format!("stuck{i}")).await);
+    }
+    let mut sender = server.login("sender").await;
+    let started = Instant::now();
+    let line = format!("*: {}\n", "b".repeat(4000)).repeat(16);
+    let deadline = Deadline::new("every stuck reader to be cut off");
+    loop {
+        sender.send_raw(line.as_bytes()).await;
+        sender.send("/who").await;
+        let online = loop {
+            let line = sender.line().await;
+            if let Some(count) = line
+                .strip_prefix("server: ")
+                .and_then(|rest| rest.strip_suffix(" online:"))
+            {
+                break count.to_owned();
+            }
+        };
+        if online == "1" {
+            break;
+        }
+        deadline.check();
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(6),
+        "took {:?}",
+        started.elapsed()
+    );
+    drop(stuck);
+}

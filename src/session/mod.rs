@@ -260,8 +260,8 @@ impl Handler<Deliver> for Session {
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
         let Deliver { bytes, held } = msg;
-        self.hold(held, ctx);
         self.outbox.append(bytes);
+        self.hold(held, ctx);
         self.start_writing(ctx);
     }
 }

@@ -168,39 +168,47 @@ impl Session {
         Poll::Ready(())
     }
 
-    /// After the socket took some output: lets held-up senders go once the
-    /// backlog is below half the cap, or else restarts the stall clock
-    /// (this session is reading, only slowly: it is not cut off for that).
+    /// Whether the backlog is past half the cap: senders filling it are
+    /// held up, and this session is on the stall clock.
+    fn over_half(&self) -> bool {
+        self.outbox.backlog.get() >= self.env.limits.max_outbox_bytes / 2
+    }
+
+    /// After the socket took some output: once the backlog is below half
+    /// the cap, held-up senders go and the stall clock stops; otherwise
+    /// the clock restarts (this session is reading, if slowly: it is not
+    /// cut off for that).
     fn release_held(&mut self, ctx: &mut Context<Self>) {
-        if self.outbox.held.is_empty() {
+        if self.outbox.held.is_empty() && self.outbox.stall_timer.is_none() {
             return;
         }
-        if self.outbox.backlog.get() < self.env.limits.max_outbox_bytes / 2 {
+        if self.over_half() {
+            self.start_stall_clock(ctx);
+        } else {
             self.outbox.held.clear();
             if let Some(timer) = self.outbox.stall_timer.take() {
                 ctx.cancel_future(timer);
             }
-        } else {
-            self.start_stall_clock(ctx);
         }
     }
 
-    /// Holds senders' credits (see [`Deliver::held`](crate::messages::Deliver)),
-    /// and starts the clock on how long this session may hold them without
-    /// writing anything.
+    /// After output arrived: holds the senders' credits that came with it
+    /// (see [`Deliver::held`](crate::messages::Deliver)), and past half the
+    /// cap starts the stall clock if it is not running. Every session past
+    /// half its cap is on the clock, not only the one holding a sender's
+    /// credit: when a line to many fills many stuck readers at once, all of
+    /// them are cut within the limit, instead of one after the other, each
+    /// holding the sender for the limit in turn.
     pub(super) fn hold(&mut self, credits: Vec<Credit>, ctx: &mut Context<Self>) {
-        if credits.is_empty() {
-            return;
-        }
         self.outbox.held.extend(credits);
-        if self.outbox.stall_timer.is_none() {
+        if self.outbox.stall_timer.is_none() && (!self.outbox.held.is_empty() || self.over_half()) {
             self.start_stall_clock(ctx);
         }
     }
 
-    /// (Re)starts the clock: a session that holds senders up while its
-    /// client reads nothing at all for [`STALL_LIMIT`] has stopped reading,
-    /// and is cut off.
+    /// (Re)starts the clock: a session past half its cap (or holding
+    /// senders up) whose client reads nothing at all for [`STALL_LIMIT`]
+    /// has stopped reading, and is cut off.
     ///
     /// "Reads nothing" is judged by what the client acknowledged, not by
     /// whether the socket took more: a socket's send buffer becomes
@@ -214,7 +222,7 @@ impl Session {
         self.outbox.acknowledged_seen = self.acknowledged();
         self.outbox.stall_timer = Some(ctx.run_later(STALL_LIMIT, |session, ctx| {
             session.outbox.stall_timer = None;
-            if session.outbox.held.is_empty() {
+            if session.outbox.held.is_empty() && !session.over_half() {
                 return;
             }
             if session.acknowledged() > session.outbox.acknowledged_seen {
@@ -222,8 +230,8 @@ impl Session {
                 return;
             }
             warn!(
-                "conn {}: disconnected as a slow consumer (held up its senders and read nothing \
-                 for {STALL_LIMIT:?}, {} bytes unwritten)",
+                "conn {}: disconnected as a slow consumer (read nothing for {STALL_LIMIT:?} \
+                 with its output past half its cap, {} bytes unwritten)",
                 session.id,
                 session.outbox.backlog.get()
             );
