@@ -159,7 +159,13 @@ impl Peer {
         if self.pending.is_empty() {
             return;
         }
-        let bytes = std::mem::take(&mut self.pending);
+        let mut bytes = std::mem::take(&mut self.pending);
+        // A buffer grown by appending may hold twice its length: what goes
+        // to a session that is not writing stays allocated for as long as
+        // it waits, so it should cost what it holds.
+        if bytes.capacity() - bytes.len() > bytes.len() / 4 + 64 {
+            bytes.shrink_to_fit();
+        }
         let held = std::mem::take(&mut self.held);
         self.backlog.add(bytes.len() + DELIVER_OVERHEAD);
         // A session that is gone has its `Leave` on the way; nothing to do

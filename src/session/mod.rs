@@ -213,6 +213,15 @@ impl Session {
         self.begin_close(ctx);
     }
 
+    /// Cuts a slow consumer off: its output is dropped, and the socket is
+    /// closed with a reset, so that the kernel frees at once what it still
+    /// held for a client that was not reading (a plain close would leave it
+    /// queued behind a closed window until TCP gives up, minutes later).
+    fn cut_off(&mut self, ctx: &mut Context<Self>) {
+        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        ctx.stop();
+    }
+
     /// Stops input for good, flushes output, closes: bounded by the flush
     /// timeout, then by [`CLOSE_LINGER`] once the last byte is written.
     fn begin_close(&mut self, ctx: &mut Context<Self>) {
@@ -271,7 +280,7 @@ impl Handler<Control> for Session {
 
     fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) {
         match msg {
-            Control::Evict => ctx.stop(),
+            Control::Evict => self.cut_off(ctx),
             Control::Close => self.begin_close(ctx),
             Control::Drain(guard) => {
                 if !matches!(self.phase, Phase::Closing(_)) {

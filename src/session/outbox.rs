@@ -6,6 +6,8 @@
 //! counts it in the peer's [`Backlog`]; the session writes it and counts
 //! it out again.
 
+use std::collections::VecDeque;
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::task::{self, Poll, ready};
 use std::time::Duration;
@@ -37,8 +39,11 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(1);
 /// accounting.
 #[derive(Default)]
 pub(super) struct Outbox {
-    /// Output not yet written, from `written` on.
-    bytes: Vec<u8>,
+    /// Output not yet written, in the pieces it came in, the first from
+    /// `written` on. Pieces, not one growing buffer: a reader that stops
+    /// then costs what it was sent, not up to twice that (a growing
+    /// buffer doubles its capacity), and nothing is copied to append.
+    chunks: VecDeque<Vec<u8>>,
     written: usize,
     /// Bytes handed to this session and not yet written, shared with the
     /// broker, which checks it against the cap.
@@ -65,26 +70,50 @@ impl Outbox {
     /// Appends output from the broker (counted in the backlog already).
     pub(super) fn append(&mut self, bytes: Vec<u8>) {
         self.backlog.sub(DELIVER_OVERHEAD);
-        if self.bytes.is_empty() {
-            self.bytes = bytes;
-            self.written = 0;
-            return;
+        if !bytes.is_empty() {
+            self.chunks.push_back(bytes);
         }
-        if self.written > self.bytes.len() / 2 {
-            // Reclaim the written front before growing.
-            self.bytes.drain(..self.written);
-            self.written = 0;
-        }
-        self.bytes.extend_from_slice(&bytes);
     }
 
     /// Appends a reply of the session's own; returns the backlog with it.
     fn push_reply(&mut self, reply: &Reply<'_>) -> usize {
-        let before = self.bytes.len();
-        reply.write_to(&mut self.bytes);
-        self.backlog.add(self.bytes.len() - before)
+        let bytes = reply.to_bytes();
+        let total = self.backlog.add(bytes.len());
+        self.chunks.push_back(bytes);
+        total
+    }
+
+    /// Up to [`WRITE_SLICES`] of the unwritten pieces, for one `writev`.
+    fn unwritten(&self) -> ([IoSlice<'_>; WRITE_SLICES], usize) {
+        let mut slices = [IoSlice::new(&[]); WRITE_SLICES];
+        let mut count = 0;
+        for (i, chunk) in self.chunks.iter().take(WRITE_SLICES).enumerate() {
+            let from = if i == 0 { self.written } else { 0 };
+            slices[i] = IoSlice::new(chunk.get(from..).unwrap_or_default());
+            count = i + 1;
+        }
+        (slices, count)
+    }
+
+    /// Counts `n` more bytes as written, letting go of written pieces.
+    fn advance(&mut self, mut n: usize) {
+        self.written_total += n as u64;
+        self.backlog.sub(n);
+        while let Some(front) = self.chunks.front() {
+            let left = front.len() - self.written;
+            if n < left {
+                self.written += n;
+                return;
+            }
+            n -= left;
+            self.written = 0;
+            self.chunks.pop_front();
+        }
     }
 }
+
+/// The most pieces one write hands the kernel.
+const WRITE_SLICES: usize = 16;
 
 impl Session {
     /// Writes a reply of the session's own (before login only: afterwards
@@ -97,7 +126,7 @@ impl Session {
                 "conn {}: disconnected as a slow consumer before login ({backlog} bytes unwritten)",
                 self.id
             );
-            ctx.stop();
+            self.cut_off(ctx);
             return;
         }
         self.start_writing(ctx);
@@ -117,13 +146,12 @@ impl Session {
         ctx: &mut Context<Self>,
         task_cx: &mut task::Context<'_>,
     ) -> Poll<()> {
-        while self.outbox.written < self.outbox.bytes.len() {
-            let unwritten = &self.outbox.bytes[self.outbox.written..];
-            match ready!(Pin::new(&mut self.stream).poll_write(task_cx, unwritten)) {
+        while !self.outbox.chunks.is_empty() {
+            let (slices, count) = self.outbox.unwritten();
+            let write = Pin::new(&mut self.stream).poll_write_vectored(task_cx, &slices[..count]);
+            match ready!(write) {
                 Ok(n) => {
-                    self.outbox.written += n;
-                    self.outbox.written_total += n as u64;
-                    self.outbox.backlog.sub(n);
+                    self.outbox.advance(n);
                     self.release_held(ctx);
                 }
                 Err(e) => {
@@ -133,8 +161,8 @@ impl Session {
                 }
             }
         }
-        // All written: drop the buffer, an idle connection holds none.
-        self.outbox.bytes = Vec::new();
+        // All written: drop the queue's buffer, an idle connection holds none.
+        self.outbox.chunks = VecDeque::new();
         self.outbox.written = 0;
         let Phase::Closing(step) = &mut self.phase else {
             self.outbox.writer_running = false;
@@ -235,7 +263,7 @@ impl Session {
                 session.id,
                 session.outbox.backlog.get()
             );
-            ctx.stop();
+            session.cut_off(ctx);
         }));
     }
 
