@@ -12,16 +12,8 @@ mkdir -p "$out"
 A='RUST_LOG=warn target/release/achat-server --bind 127.0.0.1:{port}'
 B='target/baselines/release/tokio-achat 127.0.0.1:{port}'
 runs=${RUNS:-3}
-compare() {
-    local name=$1
-    shift
-    echo "targets: $name" >&2
-    # A run that fails (the baseline fails the flood's checks) still has its
-    # figures in the report; carry on with the next scenario.
-    cargo bench --bench load -- compare --runs "$runs" --a "$A" --b "$B" "$@" > "$out/$name.txt" \
-        || echo "targets: $name: some runs failed (their outcomes are in the report)" >&2
-    grep -E '^(result|run outcome)|per_s |latency.p99_us|memory.per_conn|peak_growth|memory_after|names|cut|bystanders.latency.p99' "$out/$name.txt" >&2 || true
-}
+summary='^(result|run outcome)|per_s |latency.p99_us|memory.per_conn|peak_growth|memory_after|names|cut|bystanders.latency.p99'
+. benches/compare.sh
 compare ring100 ring --clients 100 --messages 20000 --window 64
 compare ring1000 ring --clients 1000 --messages 2000 --window 16
 compare fanout fanout --senders 10 --recipients 100 --messages 10000

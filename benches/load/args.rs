@@ -45,6 +45,18 @@ pub(crate) enum Scenario {
     Flood(FloodArgs),
     /// Sessions connect, log in, chat briefly and leave (some by reset) at a steady rate.
     Churn(ChurnArgs),
+    /// Hostile: K clients never read while one broadcasts 4 KB lines to all; bystanders chat.
+    Nonreaders(NonreadersArgs),
+    /// Hostile: N reading clients, one floods `*:` lines at them; bystanders chat.
+    Broadcast(BroadcastArgs),
+    /// Hostile: readers reading at a fixed rate are flooded with 4 KB lines.
+    Paced(PacedArgs),
+    /// Hostile: one client asks /who W times in one write, with P clients online.
+    WhoBatch(WhoBatchArgs),
+    /// Hostile: one client floods lines with 4 KB recipient lists; bystanders on both workers.
+    Lists(ListsArgs),
+    /// Hostile: U idle users online, S clients each keep W /who in flight; bystanders chat.
+    Whospam(WhospamArgs),
 }
 
 impl Scenario {
@@ -56,6 +68,12 @@ impl Scenario {
             Scenario::Slow(_) => "slow",
             Scenario::Flood(_) => "flood",
             Scenario::Churn(_) => "churn",
+            Scenario::Nonreaders(_) => "nonreaders",
+            Scenario::Broadcast(_) => "broadcast",
+            Scenario::Paced(_) => "paced",
+            Scenario::WhoBatch(_) => "who-batch",
+            Scenario::Lists(_) => "lists",
+            Scenario::Whospam(_) => "whospam",
         }
     }
 
@@ -67,7 +85,32 @@ impl Scenario {
             Scenario::Slow(a) => &a.common,
             Scenario::Flood(a) => &a.common,
             Scenario::Churn(a) => &a.common,
+            Scenario::Nonreaders(a) => &a.common,
+            Scenario::Broadcast(a) => &a.common,
+            Scenario::Paced(a) => &a.common,
+            Scenario::WhoBatch(a) => &a.common,
+            Scenario::Lists(a) => &a.common,
+            Scenario::Whospam(a) => &a.common,
         }
+    }
+
+    /// A bound on the whole run (logins, traffic, draining, closing), for
+    /// the hostile scenarios: a server that stops answering must not hang
+    /// the generator (or compare mode) [default: the scenario's own
+    /// bounds only]. `--timeout` replaces the margin beyond the duration.
+    pub(crate) fn run_bound(&self) -> Option<Duration> {
+        let traffic = match self {
+            Scenario::Nonreaders(a) => a.attack.duration_or(NONREADERS_ATTACK),
+            Scenario::Broadcast(a) => a.attack.duration_or(ATTACK),
+            Scenario::Paced(a) => a.duration,
+            Scenario::WhoBatch(_) => Duration::ZERO,
+            Scenario::Lists(a) => a.attack.duration_or(ATTACK),
+            Scenario::Whospam(a) => a.attack.duration_or(ATTACK),
+            _ => return None,
+        };
+        let common = self.common();
+        let margin = common.timeout.unwrap_or(Duration::from_secs(60));
+        Some(traffic + margin + 2 * common.login_timeout)
     }
 
     /// Source addresses to spread the client side over, unless `--sources`
@@ -77,10 +120,11 @@ impl Scenario {
     /// address makes the kernel search its bind table for a free port
     /// (measured: after 40,000 sessions the generator spent its time there
     /// and fell to 1,400 sessions/s), while a plain connect picks ports by
-    /// the four-tuple and reuses TIME_WAIT ones on loopback.
+    /// the four-tuple and reuses TIME_WAIT ones on loopback. `whospam`
+    /// holds 15,000 at once, as conns does.
     pub(crate) fn default_sources(&self) -> u8 {
         match self {
-            Scenario::Conns(_) => 8,
+            Scenario::Conns(_) | Scenario::Whospam(_) => 8,
             _ => 0,
         }
     }
@@ -255,6 +299,125 @@ pub(crate) struct ChurnArgs {
     /// lazily (achat's within about a second).
     #[arg(long, default_value = "5s", value_name = "DUR", value_parser = parse_duration)]
     pub(crate) settle: Duration,
+    #[command(flatten)]
+    pub(crate) common: Common,
+}
+
+/// How long an attack lasts, and the bystanders' pace meanwhile
+/// (nonreaders, broadcast, lists, whospam).
+#[derive(Args, Debug, Clone)]
+pub(crate) struct AttackArgs {
+    /// How long the attack lasts [default: 15s for nonreaders, 10s for the others].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub(crate) duration: Option<Duration>,
+    /// Each bystander sends one message to the other this often.
+    #[arg(long, default_value = "1ms", value_name = "DUR", value_parser = parse_duration)]
+    pub(crate) bystander_interval: Duration,
+}
+
+/// How long an attack lasts by default.
+pub(crate) const ATTACK: Duration = Duration::from_secs(10);
+/// ... and a broadcast at non-readers.
+pub(crate) const NONREADERS_ATTACK: Duration = Duration::from_secs(15);
+
+impl AttackArgs {
+    /// `--duration`, or `default`.
+    pub(crate) fn duration_or(&self, default: Duration) -> Duration {
+        self.duration.unwrap_or(default)
+    }
+}
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct NonreadersArgs {
+    /// Logged-in clients that never read after their login.
+    #[arg(long, default_value_t = 3000, value_name = "K")]
+    pub(crate) nonreaders: usize,
+    /// Text length of a broadcast line (`*: <text>`).
+    #[arg(long, default_value_t = 4000, value_name = "BYTES")]
+    pub(crate) size: usize,
+    /// Broadcast at most this many bytes per second [default: as fast as the server takes them].
+    #[arg(long, value_name = "BYTES", value_parser = parse_bytes)]
+    pub(crate) rate: Option<u64>,
+    #[command(flatten)]
+    pub(crate) attack: AttackArgs,
+    #[command(flatten)]
+    pub(crate) common: Common,
+}
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct BroadcastArgs {
+    /// Logged-in clients reading everything.
+    #[arg(long, default_value_t = 5000, value_name = "N")]
+    pub(crate) readers: usize,
+    /// Text length of a broadcast line (0: just the numbers, about 25 bytes).
+    #[arg(long, default_value_t = 0, value_name = "BYTES")]
+    pub(crate) size: usize,
+    #[command(flatten)]
+    pub(crate) attack: AttackArgs,
+    #[command(flatten)]
+    pub(crate) common: Common,
+}
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct PacedArgs {
+    /// Readers, each reading at --read-rate.
+    #[arg(long, default_value_t = 4, value_name = "R")]
+    pub(crate) readers: usize,
+    /// Bytes per second each reader reads at most (256KiB, 1MiB...).
+    #[arg(long, default_value = "256KiB", value_name = "BYTES", value_parser = parse_bytes)]
+    pub(crate) read_rate: u64,
+    /// Pause between two reads of a reader (each reads rate x this at most).
+    #[arg(long, default_value = "20ms", value_name = "DUR", value_parser = parse_duration)]
+    pub(crate) read_interval: Duration,
+    /// How long the sender floods.
+    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = parse_duration)]
+    pub(crate) duration: Duration,
+    /// Text length of a flood line.
+    #[arg(long, default_value_t = 4000, value_name = "BYTES")]
+    pub(crate) size: usize,
+    /// Address the lines to `*` instead of naming the readers.
+    #[arg(long)]
+    pub(crate) everyone: bool,
+    #[command(flatten)]
+    pub(crate) common: Common,
+}
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct WhoBatchArgs {
+    /// Idle logged-in clients (the size of every answer).
+    #[arg(long, default_value_t = 600, value_name = "P")]
+    pub(crate) idle: usize,
+    /// `/who` lines sent in one write.
+    #[arg(long, default_value_t = 300, value_name = "W")]
+    pub(crate) who: usize,
+    #[command(flatten)]
+    pub(crate) common: Common,
+}
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct ListsArgs {
+    /// Length of each line's recipient list (`a,a,a,...`).
+    #[arg(long, default_value_t = 4000, value_name = "BYTES")]
+    pub(crate) list_bytes: usize,
+    #[command(flatten)]
+    pub(crate) attack: AttackArgs,
+    #[command(flatten)]
+    pub(crate) common: Common,
+}
+
+#[derive(Args, Debug, Clone)]
+pub(crate) struct WhospamArgs {
+    /// Idle logged-in users (at most about 19,900 with the spammers: the descriptor limit).
+    #[arg(long, default_value_t = 15_000, value_name = "U")]
+    pub(crate) users: usize,
+    /// Clients asking /who.
+    #[arg(long, default_value_t = 10, value_name = "S")]
+    pub(crate) spammers: usize,
+    /// `/who` requests each spammer keeps in flight.
+    #[arg(long, default_value_t = 100, value_name = "W")]
+    pub(crate) window: u64,
+    #[command(flatten)]
+    pub(crate) attack: AttackArgs,
     #[command(flatten)]
     pub(crate) common: Common,
 }

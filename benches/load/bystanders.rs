@@ -1,6 +1,8 @@
 //! Bystanders: two clients chatting with each other at a steady pace while
-//! a scenario (slow, flood) stresses the server, to measure what the
-//! stress does to everyone else's latency.
+//! a scenario (slow, flood, the hostile ones) stresses the server, to
+//! measure what the stress does to everyone else's latency. They log in on
+//! their own, or are handed two clients logged in already (`lists` places
+//! pairs on given server workers by the order of connection).
 //!
 //! They run on a thread and runtime of their own, so that the flood the
 //! generator drives on its main runtime does not delay their timestamps:
@@ -13,7 +15,7 @@ use anyhow::Context;
 use tokio::sync::{oneshot, watch};
 
 use crate::lines::LineReader;
-use crate::login::{LoginOptions, login_all};
+use crate::login::{Client, LoginOptions, login_all};
 use crate::net::Net;
 use crate::state::Shared;
 use crate::traffic::{receive, send_paced};
@@ -22,12 +24,27 @@ use crate::traffic::{receive, send_paced};
 pub(crate) struct Bystanders {
     stop: watch::Sender<bool>,
     thread: std::thread::JoinHandle<Result<u64, String>>,
+    class: usize,
 }
 
 /// What the bystanders did.
 pub(crate) struct Chatted {
     pub(crate) sent: u64,
     pub(crate) error: Option<String>,
+    /// The class of their latencies.
+    pub(crate) class: usize,
+}
+
+/// Where the bystanders come from: logged in on their own thread, or
+/// logged in already by the scenario (which chose their order of
+/// connection) and moved over.
+enum Pair {
+    LogIn {
+        net: Net,
+        pair: [u32; 2],
+        options: LoginOptions,
+    },
+    Adopt(Vec<(u32, std::net::TcpStream, Vec<u8>)>),
 }
 
 impl Bystanders {
@@ -42,9 +59,35 @@ impl Bystanders {
         interval: Duration,
         options: LoginOptions,
     ) -> anyhow::Result<Self> {
+        let net = net.clone();
+        Self::spawn(shared, Pair::LogIn { net, pair, options }, class, interval).await
+    }
+
+    /// As [`Bystanders::start`], with two clients logged in already (by a
+    /// scenario that needs them connected in a given order).
+    pub(crate) async fn adopt(
+        shared: &Arc<Shared>,
+        pair: [Client; 2],
+        class: usize,
+        interval: Duration,
+    ) -> anyhow::Result<Self> {
+        let mut moved = Vec::with_capacity(2);
+        for client in pair {
+            let stream = client.stream.into_std().context("detaching a socket")?;
+            moved.push((client.index, stream, client.leftover));
+        }
+        Self::spawn(shared, Pair::Adopt(moved), class, interval).await
+    }
+
+    async fn spawn(
+        shared: &Arc<Shared>,
+        pair: Pair,
+        class: usize,
+        interval: Duration,
+    ) -> anyhow::Result<Self> {
         let (stop, stopped) = watch::channel(false);
         let (ready_tx, ready) = oneshot::channel();
-        let (shared, net) = (shared.clone(), net.clone());
+        let shared = shared.clone();
         let thread = std::thread::Builder::new()
             .name("bystanders".into())
             .spawn(move || {
@@ -52,13 +95,15 @@ impl Bystanders {
                     .enable_all()
                     .build()
                     .map_err(|e| format!("bystanders' runtime: {e}"))?;
-                runtime.block_on(chat(
-                    shared, net, pair, class, interval, options, stopped, ready_tx,
-                ))
+                runtime.block_on(chat(shared, pair, class, interval, stopped, ready_tx))
             })
             .context("starting the bystanders' thread")?;
         match ready.await {
-            Ok(Ok(())) => Ok(Bystanders { stop, thread }),
+            Ok(Ok(())) => Ok(Bystanders {
+                stop,
+                thread,
+                class,
+            }),
             Ok(Err(why)) => anyhow::bail!("bystanders: {why}"),
             Err(_) => {
                 let why = match thread.join() {
@@ -73,42 +118,63 @@ impl Bystanders {
     /// Stops them; they wait (a bounded time) for their last messages.
     pub(crate) async fn stop(self) -> Chatted {
         let _ = self.stop.send(true);
+        let class = self.class;
         let joined = tokio::task::spawn_blocking(move || self.thread.join()).await;
-        match joined {
-            Ok(Ok(Ok(sent))) => Chatted { sent, error: None },
-            Ok(Ok(Err(why))) => Chatted {
-                sent: 0,
-                error: Some(why),
-            },
-            _ => Chatted {
-                sent: 0,
-                error: Some("the bystanders' thread panicked".to_string()),
-            },
-        }
+        let (sent, error) = match joined {
+            Ok(Ok(Ok(sent))) => (sent, None),
+            Ok(Ok(Err(why))) => (0, Some(why)),
+            _ => (0, Some("the bystanders' thread panicked".to_string())),
+        };
+        Chatted { sent, error, class }
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The pair's clients on this thread's runtime.
+async fn clients(shared: &Arc<Shared>, pair: Pair) -> Result<Vec<Client>, String> {
+    match pair {
+        Pair::LogIn { net, pair, options } => login_all(shared, &net, pair, options)
+            .await
+            .map(|logins| logins.clients)
+            .map_err(|e| e.to_string()),
+        Pair::Adopt(moved) => moved
+            .into_iter()
+            .map(|(index, stream, leftover)| {
+                let stream = tokio::net::TcpStream::from_std(stream)
+                    .map_err(|e| format!("cannot register a socket: {e}"))?;
+                Ok(Client {
+                    index,
+                    stream,
+                    leftover,
+                })
+            })
+            .collect(),
+    }
+}
+
 async fn chat(
     shared: Arc<Shared>,
-    net: Net,
-    pair: [u32; 2],
+    pair: Pair,
     class: usize,
     interval: Duration,
-    options: LoginOptions,
     stopped: watch::Receiver<bool>,
     ready: oneshot::Sender<Result<(), String>>,
 ) -> Result<u64, String> {
-    let logins = match login_all(&shared, &net, pair, options).await {
-        Ok(logins) => logins,
-        Err(e) => {
-            let _ = ready.send(Err(e.to_string()));
-            return Err(e.to_string());
+    let clients = match clients(&shared, pair).await {
+        Ok(clients) if clients.len() == 2 => clients,
+        Ok(_) => {
+            let why = "not two clients".to_string();
+            let _ = ready.send(Err(why.clone()));
+            return Err(why);
+        }
+        Err(why) => {
+            let _ = ready.send(Err(why.clone()));
+            return Err(why);
         }
     };
+    let pair = [clients[0].index, clients[1].index];
     let mut readers = Vec::new();
     let mut senders = Vec::new();
-    for client in logins.clients {
+    for client in clients {
         let peer = if client.index == pair[0] {
             pair[1]
         } else {

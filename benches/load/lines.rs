@@ -10,6 +10,7 @@
 //! any lookup.
 
 use std::io;
+use std::time::Duration;
 
 use memchr::memchr;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -20,6 +21,16 @@ pub(crate) struct LineReader {
     buf: Vec<u8>,
     start: usize,
     end: usize,
+    pace: Option<Pace>,
+}
+
+/// A reader's pace ([`LineReader::paced`]): one read of at most
+/// `per_read` bytes every `interval`, sleeping in between. A read that
+/// finds less does not carry the rest over: the pace is a ceiling.
+struct Pace {
+    per_read: usize,
+    interval: Duration,
+    next: Option<tokio::time::Instant>,
 }
 
 impl LineReader {
@@ -32,7 +43,20 @@ impl LineReader {
             buf,
             start: 0,
             end: leftover.len(),
+            pace: None,
         }
+    }
+
+    /// This reader, reading at most `rate` bytes per second: one read
+    /// every `interval`, with a real pause between reads.
+    pub(crate) fn paced(mut self, rate: u64, interval: Duration) -> Self {
+        let per_read = (rate as f64 * interval.as_secs_f64()).max(1.0) as usize;
+        self.pace = Some(Pace {
+            per_read,
+            interval,
+            next: None,
+        });
+        self
     }
 
     /// The bytes read but not yet handed out as lines.
@@ -53,7 +77,17 @@ impl LineReader {
             let grown = self.buf.len() * 2;
             self.buf.resize(grown, 0);
         }
-        let n = source.read(&mut self.buf[self.end..]).await?;
+        let mut free = self.buf.len() - self.end;
+        if let Some(pace) = &mut self.pace {
+            let due = pace.next.unwrap_or_else(tokio::time::Instant::now);
+            tokio::time::sleep_until(due).await;
+            // A late read does not buy a burst of reads to catch up.
+            pace.next = Some((due + pace.interval).max(tokio::time::Instant::now()));
+            free = free.min(pace.per_read);
+        }
+        let n = source
+            .read(&mut self.buf[self.end..self.end + free])
+            .await?;
         self.end += n;
         Ok(n)
     }

@@ -16,8 +16,9 @@
 //! Map: `args` (command line), `lines` (wire format and payload), `net`
 //! (connecting), `login` (the login barrier), `state` (what a run shares),
 //! `traffic` (receive and send loops), `bystanders`, `sidethread`, `procfs` (memory and
-//! CPU), `report` (output), `scenarios/` (one file each), `compare`,
-//! `relay`.
+//! CPU), `report` (output), `scenarios/` (one file each; `nonreaders`,
+//! `broadcast`, `paced`, `who_batch`, `lists` and `whospam` are hostile
+//! clients), `compare`, `relay`.
 
 mod args;
 mod bystanders;
@@ -136,7 +137,7 @@ fn try_scenario(
             .enable_all()
             .build()?
     };
-    let mut report = runtime.block_on(async {
+    let work = async {
         match scenario {
             Scenario::Ring(a) => scenarios::ring::run(&ctx, a).await,
             Scenario::Fanout(a) => scenarios::fanout::run(&ctx, a).await,
@@ -144,8 +145,28 @@ fn try_scenario(
             Scenario::Slow(a) => scenarios::slow::run(&ctx, a).await,
             Scenario::Flood(a) => scenarios::flood::run(&ctx, a).await,
             Scenario::Churn(a) => scenarios::churn::run(&ctx, a).await,
+            Scenario::Nonreaders(a) => scenarios::nonreaders::run(&ctx, a).await,
+            Scenario::Broadcast(a) => scenarios::broadcast::run(&ctx, a).await,
+            Scenario::Paced(a) => scenarios::paced::run(&ctx, a).await,
+            Scenario::WhoBatch(a) => scenarios::who_batch::run(&ctx, a).await,
+            Scenario::Lists(a) => scenarios::lists::run(&ctx, a).await,
+            Scenario::Whospam(a) => scenarios::whospam::run(&ctx, a).await,
         }
-    })?;
+    };
+    let outcome = match scenario.run_bound() {
+        Some(bound) => runtime.block_on(async {
+            tokio::time::timeout(bound, work).await.unwrap_or_else(|_| {
+                Err(anyhow::anyhow!(
+                    "the run did not end within its bound of {bound:?}; abandoned"
+                ))
+            })
+        }),
+        None => runtime.block_on(work),
+    };
+    // An abandoned run may leave threads behind (bystanders waiting on a
+    // server that does not answer): do not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    let mut report = outcome?;
     report.config("server", addr.to_string());
     report.config("server_pid", pid);
     report.config("generator_threads", common.threads);

@@ -59,6 +59,18 @@ impl Net {
     }
 }
 
+/// The send buffer of a hostile scenario's flooder: small, so that what
+/// it has sent is what the server took, not what its own kernel holds
+/// (Linux grows a send buffer to `tcp_wmem`'s maximum, 4 MiB here, which
+/// would be a backlog of seconds behind a server reading at its pace).
+pub(crate) const FLOODER_SEND_BUFFER: usize = 16 * 1024;
+
+/// Sets `stream`'s send buffer to [`FLOODER_SEND_BUFFER`] (the kernel
+/// doubles it, and no longer grows it).
+pub(crate) fn cap_send_buffer(stream: &TcpStream) -> io::Result<()> {
+    socket2::SockRef::from(stream).set_send_buffer_size(FLOODER_SEND_BUFFER)
+}
+
 /// Raises this process's soft descriptor limit to the hard one; returns it.
 pub(crate) fn raise_fd_limit() -> anyhow::Result<u64> {
     let (_, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).context("getrlimit(NOFILE)")?;

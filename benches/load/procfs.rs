@@ -1,8 +1,9 @@
 //! Reading a process from `/proc`: the server's resident memory (VmRSS in
-//! `/proc/<pid>/status`) and the CPU time of the server and of the
-//! generator itself (`/proc/<pid>/stat`, so one can tell whether the
-//! generator was the bottleneck). A sampler polls VmRSS every 100 ms so a
-//! scenario reports the peak, not only the end.
+//! `/proc/<pid>/status`), the CPU time of the server, of each of its
+//! threads, and of the generator itself (`/proc/<pid>/stat`, so one can
+//! tell whether the generator was the bottleneck), and the kernel's memory
+//! for TCP (`/proc/net/sockstat`). A sampler polls VmRSS or the TCP memory
+//! every 100 ms so a scenario reports the peak, not only the end.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,6 +38,28 @@ pub(crate) fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
         Some(pid) => format!("/proc/{pid}/stat"),
         None => "/proc/self/stat".to_string(),
     };
+    stat_cpu_seconds(&path)
+}
+
+/// CPU seconds so far of each thread of `pid`: `(tid, name, seconds)`.
+pub(crate) fn thread_cpu(pid: u32) -> Vec<(u32, String, f64)> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    tasks
+        .flatten()
+        .filter_map(|task| {
+            let tid: u32 = task.file_name().to_str()?.parse().ok()?;
+            let dir = task.path();
+            let name = std::fs::read_to_string(dir.join("comm")).ok()?;
+            let secs = stat_cpu_seconds(dir.join("stat").to_str()?)?;
+            Some((tid, name.trim().to_string(), secs))
+        })
+        .collect()
+}
+
+/// User plus system CPU seconds in a `stat` file of `/proc`.
+fn stat_cpu_seconds(path: &str) -> Option<f64> {
     let stat = std::fs::read_to_string(path).ok()?;
     // The command name (field 2) may hold spaces; fields after it are plain.
     let after = &stat[stat.rfind(')')? + 1..];
@@ -120,7 +143,86 @@ impl CpuMeter {
     }
 }
 
-/// VmRSS figures over a stretch of time, in bytes.
+/// Kernel memory held by all TCP sockets of the machine, in bytes: the
+/// `mem` field (pages) of `/proc/net/sockstat`'s `TCP:` line, times the
+/// page size. System-wide: the generator's sockets count too (a client
+/// that does not read holds its unread bytes in its receive queue).
+pub(crate) fn tcp_kernel_bytes() -> std::io::Result<u64> {
+    let sockstat = std::fs::read_to_string("/proc/net/sockstat")?;
+    let pages = sockstat
+        .lines()
+        .find_map(|line| line.strip_prefix("TCP:"))
+        .and_then(|rest| {
+            let mut words = rest.split_whitespace();
+            while let Some(word) = words.next() {
+                if word == "mem" {
+                    return words.next()?.parse::<u64>().ok();
+                }
+            }
+            None
+        })
+        .ok_or_else(|| std::io::Error::other("no TCP mem in /proc/net/sockstat"))?;
+    Ok(pages * page_size())
+}
+
+/// The kernel's page size (`/proc/net/sockstat` counts in pages): the
+/// `AT_PAGESZ` entry of this process's auxiliary vector (pairs of native
+/// words), 4096 if it cannot be read.
+fn page_size() -> u64 {
+    const AT_PAGESZ: u64 = 6;
+    let Ok(auxv) = std::fs::read("/proc/self/auxv") else {
+        return 4096;
+    };
+    auxv.chunks_exact(16)
+        .find_map(|entry| {
+            let word = |at: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&entry[at..at + 8]);
+                u64::from_ne_bytes(b)
+            };
+            (word(0) == AT_PAGESZ).then(|| word(8))
+        })
+        .unwrap_or(4096)
+}
+
+/// The CPU each thread of a process used over a stretch of time (which
+/// server worker did the work).
+pub(crate) struct ThreadMeter {
+    pid: u32,
+    began: std::time::Instant,
+    before: Vec<(u32, String, f64)>,
+}
+
+impl ThreadMeter {
+    pub(crate) fn start(pid: Option<u32>) -> Option<Self> {
+        let pid = pid?;
+        Some(ThreadMeter {
+            pid,
+            began: std::time::Instant::now(),
+            before: thread_cpu(pid),
+        })
+    }
+
+    /// `(thread name and id, cores)` of each thread, busiest first.
+    pub(crate) fn stop(&self) -> Vec<(String, f64)> {
+        let wall = self.began.elapsed().as_secs_f64().max(1e-9);
+        let mut used: Vec<(String, f64)> = thread_cpu(self.pid)
+            .into_iter()
+            .map(|(tid, name, secs)| {
+                let before = self
+                    .before
+                    .iter()
+                    .find(|(t, _, _)| *t == tid)
+                    .map_or(0.0, |(_, _, s)| *s);
+                (format!("{name} ({tid})"), (secs - before) / wall)
+            })
+            .collect();
+        used.sort_by(|a, b| b.1.total_cmp(&a.1));
+        used
+    }
+}
+
+/// Figures of one quantity (bytes) sampled over a stretch of time.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct MemStats {
     pub(crate) first: u64,
@@ -129,35 +231,55 @@ pub(crate) struct MemStats {
     pub(crate) samples: u64,
 }
 
-/// Polls a process's VmRSS every 100 ms.
+impl MemStats {
+    fn add(&mut self, value: u64) {
+        self.peak = self.peak.max(value);
+        self.last = value;
+        self.samples += 1;
+    }
+}
+
+/// What a sampler reads: a process's VmRSS, or the kernel's TCP memory.
+type Probe = Arc<dyn Fn() -> std::io::Result<u64> + Send + Sync>;
+
+/// Polls a quantity (a process's VmRSS, the kernel's TCP memory) every
+/// 100 ms.
 pub(crate) struct MemSampler {
     stats: Arc<Mutex<MemStats>>,
+    probe: Probe,
     task: JoinHandle<()>,
 }
 
 impl MemSampler {
-    /// Starts sampling `pid` (takes the first sample at once).
+    /// Starts sampling `pid`'s VmRSS (takes the first sample at once).
     pub(crate) fn start(pid: u32) -> std::io::Result<Self> {
-        let first = vm_rss(pid)?;
+        Self::sample(Arc::new(move || vm_rss(pid)))
+    }
+
+    /// Starts sampling the kernel's TCP memory, machine-wide.
+    pub(crate) fn tcp_kernel() -> std::io::Result<Self> {
+        Self::sample(Arc::new(tcp_kernel_bytes))
+    }
+
+    fn sample(probe: Probe) -> std::io::Result<Self> {
+        let first = probe()?;
         let stats = Arc::new(Mutex::new(MemStats {
             first,
             peak: first,
             last: first,
             samples: 1,
         }));
-        let shared = stats.clone();
+        let (shared, polled) = (stats.clone(), probe.clone());
         let task = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let Ok(rss) = vm_rss(pid) else { return };
+                let Ok(value) = polled() else { return };
                 if let Ok(mut s) = shared.lock() {
-                    s.peak = s.peak.max(rss);
-                    s.last = rss;
-                    s.samples += 1;
+                    s.add(value);
                 }
             }
         });
-        Ok(MemSampler { stats, task })
+        Ok(MemSampler { stats, probe, task })
     }
 
     /// The figures so far.
@@ -166,13 +288,11 @@ impl MemSampler {
     }
 
     /// Stops sampling, with one last sample.
-    pub(crate) fn stop(self, pid: u32) -> MemStats {
+    pub(crate) fn stop(self) -> MemStats {
         self.task.abort();
         let mut stats = self.peek();
-        if let Ok(rss) = vm_rss(pid) {
-            stats.peak = stats.peak.max(rss);
-            stats.last = rss;
-            stats.samples += 1;
+        if let Ok(value) = (self.probe)() {
+            stats.add(value);
         }
         stats
     }

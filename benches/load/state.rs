@@ -1,11 +1,13 @@
 //! The state every task of one run shares ([`Shared`]): the clients' names,
-//! per-sender delivery counts (which drive the send windows), one latency
-//! histogram per class of traffic, and the anomaly counters.
+//! per-sender delivery counts (which drive the send windows), per-client
+//! `/who` answers and when the server said a client was not online, one
+//! latency histogram per class of traffic, and the anomaly counters.
 //!
 //! Everything is an atomic or a briefly held mutex, so receivers on a
 //! separate runtime (the bystanders) share it too. Receivers touch it once
 //! per `read`, not once per line.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
@@ -59,8 +61,22 @@ pub(crate) struct Shared {
     /// The last `server: <n> online:` count seen (`/who`), or `u64::MAX`.
     pub(crate) who: AtomicU64,
     pub(crate) who_changed: Notify,
+    /// Per client: `/who` answers it received (their `server: <n> online:`
+    /// heads); `wake` is woken as they come.
+    pub(crate) who_answers: Vec<AtomicU64>,
+    /// Per client: when (ns since start) an `error: not online:` first
+    /// named it, or `u64::MAX`.
+    pub(crate) offline_ns: Vec<AtomicU64>,
+    /// Name to client index (to read the names in `error: not online:`).
+    index: HashMap<String, u32>,
+    /// Per sender: the class its messages count in, whoever receives them
+    /// (`NO_CLASS`: the receiver's class).
+    sender_class: Vec<u8>,
     anomalies: Mutex<Vec<String>>,
 }
+
+/// "No class of its own" in [`Shared::sender_class`].
+const NO_CLASS: u8 = u8::MAX;
 
 impl Shared {
     /// State for clients named `names`, with `classes` kinds of traffic.
@@ -68,7 +84,6 @@ impl Shared {
         let n = names.len();
         Shared {
             start: Instant::now(),
-            names,
             acked: (0..n).map(|_| AtomicU64::new(0)).collect(),
             wake: (0..n).map(|_| Notify::new()).collect(),
             classes: (0..classes)
@@ -81,7 +96,47 @@ impl Shared {
             first_not_online_ns: AtomicU64::new(u64::MAX),
             who: AtomicU64::new(u64::MAX),
             who_changed: Notify::new(),
+            who_answers: (0..n).map(|_| AtomicU64::new(0)).collect(),
+            offline_ns: (0..n).map(|_| AtomicU64::new(u64::MAX)).collect(),
+            index: names
+                .iter()
+                .enumerate()
+                .map(|(i, name)| (name.clone(), i as u32))
+                .collect(),
+            sender_class: vec![NO_CLASS; n],
+            names,
             anomalies: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Counts `sender`'s messages in `class` whoever receives them (a
+    /// broadcaster's copies at the bystanders are not bystander traffic).
+    pub(crate) fn sender_class(mut self, sender: u32, class: usize) -> Self {
+        self.sender_class[sender as usize] = u8::try_from(class).unwrap_or(NO_CLASS);
+        self
+    }
+
+    /// The class a message from `sender` counts in, received by a client
+    /// of class `receiver_class`.
+    pub(crate) fn class_of(&self, sender: u32, receiver_class: usize) -> usize {
+        match self.sender_class.get(sender as usize) {
+            Some(&c) if c != NO_CLASS => usize::from(c),
+            _ => receiver_class,
+        }
+    }
+
+    /// Notes the names listed in `error: not online: <names> (...)` (the
+    /// text after `not online:`) as offline from `now_ns` on.
+    pub(crate) fn note_offline(&self, names: &[u8], now_ns: u64) {
+        let list = names.split(|&b| b == b'(').next().unwrap_or(names);
+        for name in list.split(|&b| b == b',') {
+            let name = name.trim_ascii();
+            if let Some(&i) = std::str::from_utf8(name)
+                .ok()
+                .and_then(|name| self.index.get(name))
+            {
+                let _ = self.offline_ns[i as usize].fetch_min(now_ns, Relaxed);
+            }
         }
     }
 
@@ -109,6 +164,14 @@ impl Shared {
 
     /// Records one read's worth of latencies (ns) for `class`.
     pub(crate) fn record(&self, class: usize, latencies: &[u64]) {
+        if class == 0 {
+            let slot = (self.now_ns() / 250_000_000) as usize;
+            if let Some(m) = DEBUG_MAX.get(slot) {
+                for &ns in latencies {
+                    m.fetch_max(ns, Relaxed);
+                }
+            }
+        }
         let c = &self.classes[class];
         c.delivered.fetch_add(latencies.len() as u64, Relaxed);
         if let Ok(mut h) = c.hist.lock() {
@@ -149,4 +212,21 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
 /// A duration in whole nanoseconds (saturating).
 pub(crate) fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+pub(crate) static DEBUG_MAX: [AtomicU64; 400] = [const { AtomicU64::new(0) }; 400];
+pub(crate) fn debug_dump() {
+    let v: Vec<String> = DEBUG_MAX
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.load(Relaxed) > 0)
+        .map(|(i, m)| {
+            format!(
+                "{:.2}s:{:.0}ms",
+                i as f64 * 0.25,
+                m.load(Relaxed) as f64 / 1e6
+            )
+        })
+        .collect();
+    eprintln!("DEBUG max latency per 250ms: {}", v.join(" "));
 }

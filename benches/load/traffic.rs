@@ -66,8 +66,11 @@ pub(crate) async fn receive(
 ) {
     let mut flows: HashMap<u32, Flow, BuildHasherDefault<IndexHasher>> = HashMap::default();
     let mut touched: Vec<u32> = Vec::new();
-    let mut latencies: Vec<u64> = Vec::new();
+    // One list per class: a broadcaster's copies may count apart from the
+    // receiver's own traffic (`Shared::sender_class`).
+    let mut latencies: Vec<Vec<u64>> = vec![Vec::new(); shared.classes.len()];
     let my_name = shared.names[me as usize].as_str();
+    let mut answers = 0u64;
     loop {
         let now = shared.now_ns();
         while let Some(line) = reader.next_line() {
@@ -105,7 +108,7 @@ pub(crate) async fn receive(
                         }
                         flow.next = flow.next.max(seq + 1);
                         flow.pending += 1;
-                        latencies.push(now.saturating_sub(sent_ns));
+                        latencies[shared.class_of(sender, class)].push(now.saturating_sub(sent_ns));
                     }
                     None => {
                         shared.counts.unparsed.fetch_add(1, Relaxed);
@@ -116,12 +119,14 @@ pub(crate) async fn receive(
                     if let Some(n) = who_count(text) {
                         shared.who.store(n, Relaxed);
                         shared.who_changed.notify_waiters();
+                        answers += 1;
                     }
                 }
                 Line::Error(text) => {
                     shared.counts.error_lines.fetch_add(1, Relaxed);
-                    if text.starts_with(b"not online:") {
+                    if let Some(names) = text.strip_prefix(b"not online:") {
                         let _ = shared.first_not_online_ns.fetch_min(now, Relaxed);
+                        shared.note_offline(names, now);
                     }
                     shared.note(|| {
                         format!("{my_name} got: error: {}", String::from_utf8_lossy(text))
@@ -132,9 +137,16 @@ pub(crate) async fn receive(
                 }
             }
         }
-        if !latencies.is_empty() {
-            shared.record(class, &latencies);
-            latencies.clear();
+        for (class, latencies) in latencies.iter_mut().enumerate() {
+            if !latencies.is_empty() {
+                shared.record(class, latencies);
+                latencies.clear();
+            }
+        }
+        if answers > 0 {
+            shared.who_answers[me as usize].fetch_add(answers, Relaxed);
+            shared.wake[me as usize].notify_one();
+            answers = 0;
         }
         for sender in touched.drain(..) {
             if let Some(flow) = flows.get_mut(&sender) {
@@ -165,7 +177,7 @@ pub(crate) async fn receive(
 }
 
 /// `server: <n> online:` (the head of a `/who` answer) to `n`.
-fn who_count(text: &[u8]) -> Option<u64> {
+pub(crate) fn who_count(text: &[u8]) -> Option<u64> {
     let digits = text.iter().take_while(|b| b.is_ascii_digit()).count();
     if digits == 0 || &text[digits..] != b" online:" {
         return None;
@@ -186,6 +198,11 @@ pub(crate) struct Windowed {
     pub(crate) window: u64,
     /// Text length (padding); 0: just the numbers.
     pub(crate) text_len: usize,
+    /// Instead of messages, send this line (`/who\n`) each time; an item
+    /// is done when its answer arrives (`Shared::who_answers`).
+    pub(crate) request: Option<Vec<u8>>,
+    /// Stop sending at this instant, even if messages are left.
+    pub(crate) until: Option<Instant>,
 }
 
 /// Sends `w.messages` messages, keeping at most `w.window` un-received;
@@ -201,22 +218,36 @@ pub(crate) async fn send_windowed(
     let batch_max = (BATCH_BYTES / line_len).max(1) as u64;
     let mut buf = Vec::with_capacity(BATCH_BYTES + line_len);
     let mut sent = 0u64;
-    while sent < w.messages {
-        let done = shared.acked[me].load(Relaxed) / w.fanout.max(1);
+    while sent < w.messages && w.until.is_none_or(|until| Instant::now() < until) {
+        let done = match w.request {
+            Some(_) => shared.who_answers[me].load(Relaxed),
+            None => shared.acked[me].load(Relaxed) / w.fanout.max(1),
+        };
         let in_flight = sent.saturating_sub(done);
         if in_flight >= w.window {
-            shared.wake[me].notified().await;
+            let woken = shared.wake[me].notified();
+            match w.until {
+                Some(until) => {
+                    let _ = tokio::time::timeout_at(until.into(), woken).await;
+                }
+                None => woken.await,
+            }
             continue;
         }
         let n = (w.window - in_flight).min(w.messages - sent).min(batch_max);
         let sent_ns = shared.now_ns();
         for seq in sent..sent + n {
-            let payload = Payload {
-                sender: w.me,
-                seq,
-                sent_ns,
-            };
-            push_message(&mut buf, &w.prefix, payload, w.text_len);
+            match &w.request {
+                Some(line) => buf.extend_from_slice(line),
+                None => {
+                    let payload = Payload {
+                        sender: w.me,
+                        seq,
+                        sent_ns,
+                    };
+                    push_message(&mut buf, &w.prefix, payload, w.text_len);
+                }
+            }
         }
         write.write_all(&buf).await?;
         buf.clear();
@@ -285,8 +316,24 @@ pub(crate) struct FloodPlan {
     pub(crate) rate: Option<u64>,
 }
 
+impl FloodPlan {
+    /// `me` sending `<prefix><text>` lines (text `text_len` bytes) as fast
+    /// as the socket takes them, for `duration` from now.
+    pub(crate) fn timed(me: u32, prefix: &[u8], text_len: usize, duration: Duration) -> Self {
+        FloodPlan {
+            me,
+            prefix: prefix.to_vec(),
+            text_len,
+            budget: u64::MAX,
+            until: Instant::now() + duration,
+            rate: None,
+        }
+    }
+}
+
 /// Sends as fast as the socket takes it, in 64 KiB writes, until the
-/// plan's budget or time runs out; `progress` is told the bytes so far.
+/// plan's budget or time runs out (a write blocked at that time is given
+/// up); `progress` is told the bytes so far.
 pub(crate) async fn send_flood(
     shared: Arc<Shared>,
     plan: FloodPlan,
@@ -310,20 +357,30 @@ pub(crate) async fn send_flood(
     let mut error = None;
     while bytes < budget && Instant::now() < until {
         let sent_ns = shared.now_ns();
+        let mut lines = 0;
         while buf.len() < BATCH_BYTES {
             let payload = Payload {
                 sender: me,
-                seq: messages,
+                seq: messages + lines,
                 sent_ns,
             };
             push_message(&mut buf, &prefix, payload, text_len);
-            messages += 1;
+            lines += 1;
         }
-        if let Err(e) = write.write_all(&buf).await {
-            error = Some(e);
+        // A server that stops reading must not keep the flood past its
+        // time: a write still blocked then is abandoned, and only the
+        // lines that went out whole count.
+        let (written, ended) = write_until(&mut write, &buf, until).await;
+        messages += if written == buf.len() {
+            lines
+        } else {
+            memchr::memchr_iter(b'\n', &buf[..written]).count() as u64
+        };
+        bytes += written as u64;
+        if let Some(ended) = ended {
+            error = ended.err();
             break;
         }
-        bytes += buf.len() as u64;
         buf.clear();
         progress.store(bytes, Relaxed);
         timeline.push((shared.now_ns(), bytes));
@@ -341,6 +398,25 @@ pub(crate) async fn send_flood(
         write,
         error,
     }
+}
+
+/// Writes `buf` unless `until` comes first; returns the bytes written and,
+/// if not all were, why: `Ok(())` for the time, or the write error.
+async fn write_until(
+    write: &mut OwnedWriteHalf,
+    buf: &[u8],
+    until: Instant,
+) -> (usize, Option<io::Result<()>>) {
+    let mut written = 0;
+    while written < buf.len() {
+        match tokio::time::timeout_at(until.into(), write.write(&buf[written..])).await {
+            Ok(Ok(0)) => return (written, Some(Err(io::ErrorKind::WriteZero.into()))),
+            Ok(Ok(n)) => written += n,
+            Ok(Err(e)) => return (written, Some(Err(e))),
+            Err(_) => return (written, Some(Ok(()))),
+        }
+    }
+    (written, None)
 }
 
 /// Waits until `done()` reaches `total`. Fails when `deadline` passes,

@@ -14,7 +14,7 @@ use tokio::io::AsyncWriteExt;
 
 use crate::args::ConnsArgs;
 use crate::lines::{Payload, push_message};
-use crate::login::{LoginOptions, login_all};
+use crate::login::login_all;
 use crate::procfs::{CpuMeter, vm_rss};
 use crate::report::{Report, counts, fmt_count};
 use crate::scenarios::{Ctx, Tasks, report_cpu, report_logins, report_traffic};
@@ -49,14 +49,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &ConnsArgs) -> anyhow::Result<Report> {
     report.config("window", a.window);
 
     let before = ctx.pid.map(vm_rss).transpose()?;
-    let options = LoginOptions {
-        timeout: ctx
-            .common
-            .login_timeout
-            .max(Duration::from_secs(30) + Duration::from_millis(c as u64 * 2)),
-        ..ctx.login_options()
-    };
-    let logins = login_all(&shared, &ctx.net, 0..c as u32, options).await?;
+    let logins = login_all(&shared, &ctx.net, 0..c as u32, ctx.login_options_for(c)).await?;
     report_logins(&mut report, &logins);
     // Let the server finish what the logins started (log lines, buffers).
     tokio::time::sleep(Duration::from_millis(500)).await;

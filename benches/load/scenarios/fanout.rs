@@ -59,6 +59,8 @@ pub(crate) async fn run(ctx: &Ctx, a: &FanoutArgs) -> anyhow::Result<Report> {
                 messages: a.messages,
                 window: a.window.max(1),
                 text_len: a.size,
+                request: None,
+                until: None,
             };
             tasks.sender(&shared, plan, write);
         } else {

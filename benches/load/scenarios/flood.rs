@@ -16,7 +16,7 @@ use crate::login::login_all;
 use crate::procfs::CpuMeter;
 use crate::report::{Progress, Report, counts, fmt_count, fmt_mib};
 use crate::scenarios::{
-    BIG_READ, Ctx, Tasks, report_cpu, report_latency, report_logins, report_traffic,
+    BIG_READ, Ctx, Tasks, ended_by, report_cpu, report_latency, report_logins, report_traffic,
 };
 use crate::sidethread::ReaderThread;
 use crate::state::Shared;
@@ -137,11 +137,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &FloodArgs) -> anyhow::Result<Report> {
         fmt_count(flooded.messages),
         fmt_count(shared.delivered(FLOOD)),
         flooded.bytes as f64 / secs.max(1e-9) / 1048576.0,
-        flooded
-            .error
-            .as_ref()
-            .map(|e| format!(", ended by a write error: {e}"))
-            .unwrap_or_default()
+        ended_by(flooded.error.as_ref())
     ));
     report.result(
         "flood_bytes",

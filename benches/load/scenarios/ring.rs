@@ -50,6 +50,8 @@ pub(crate) async fn run(ctx: &Ctx, a: &RingArgs) -> anyhow::Result<Report> {
             messages: a.messages,
             window: a.window.max(1),
             text_len: a.size,
+            request: None,
+            until: None,
         };
         tasks.sender(&shared, plan, write);
     }

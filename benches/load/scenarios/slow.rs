@@ -28,7 +28,7 @@ use crate::bystanders::Bystanders;
 use crate::login::{LoginOptions, login_all};
 use crate::procfs::CpuMeter;
 use crate::report::{Progress, Report, counts, fmt_mib};
-use crate::scenarios::{BIG_READ, Ctx, Tasks, report_cpu, report_latency, report_logins};
+use crate::scenarios::{BIG_READ, Ctx, Tasks, ended_by, report_cpu, report_latency, report_logins};
 use crate::state::Shared;
 use crate::traffic::{FloodPlan, send_flood};
 
@@ -157,11 +157,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &SlowArgs) -> anyhow::Result<Report> {
         fmt_mib(flooded.bytes as i64),
         flooded.messages,
         flooded.bytes as f64 / secs.max(1e-9) / 1048576.0,
-        flooded
-            .error
-            .as_ref()
-            .map(|e| format!(", ended by a write error: {e}"))
-            .unwrap_or_default()
+        ended_by(flooded.error.as_ref())
     ));
     let at_cut = cut.map(|c| bytes_at(&flooded.timeline, flooded.began_ns + c));
     let cap_passed = flooded
