@@ -164,14 +164,6 @@ impl Shared {
 
     /// Records one read's worth of latencies (ns) for `class`.
     pub(crate) fn record(&self, class: usize, latencies: &[u64]) {
-        if class == 0 {
-            let slot = (self.now_ns() / 250_000_000) as usize;
-            if let Some(m) = DEBUG_MAX.get(slot) {
-                for &ns in latencies {
-                    m.fetch_max(ns, Relaxed);
-                }
-            }
-        }
         let c = &self.classes[class];
         c.delivered.fetch_add(latencies.len() as u64, Relaxed);
         if let Ok(mut h) = c.hist.lock() {
@@ -212,21 +204,4 @@ pub(crate) fn new_histogram() -> Histogram<u64> {
 /// A duration in whole nanoseconds (saturating).
 pub(crate) fn duration_ns(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
-}
-
-pub(crate) static DEBUG_MAX: [AtomicU64; 400] = [const { AtomicU64::new(0) }; 400];
-pub(crate) fn debug_dump() {
-    let v: Vec<String> = DEBUG_MAX
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| m.load(Relaxed) > 0)
-        .map(|(i, m)| {
-            format!(
-                "{:.2}s:{:.0}ms",
-                i as f64 * 0.25,
-                m.load(Relaxed) as f64 / 1e6
-            )
-        })
-        .collect();
-    eprintln!("DEBUG max latency per 250ms: {}", v.join(" "));
 }

@@ -99,8 +99,6 @@ pub(crate) async fn run(ctx: &Ctx, a: &NonreadersArgs) -> anyhow::Result<Report>
     // Who is left, while the bystanders and the broadcaster are still on.
     let online = online_count(&shared, &ctx.net, ASKER).await;
     let chatted = bystanders.stop().await;
-    crate::state::debug_dump();
-    eprintln!("DEBUG flood began at {:.2}s", flooded.began_ns as f64 / 1e9);
     let memory = ctx.mem_report(&mut report, "memory", mem);
     let kernel = tcp_report(&mut report, "tcp_memory", tcp);
     drop(nonreaders);
