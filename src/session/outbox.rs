@@ -70,17 +70,33 @@ impl Outbox {
     /// Appends output from the broker (counted in the backlog already).
     pub(super) fn append(&mut self, bytes: Vec<u8>) {
         self.backlog.sub(DELIVER_OVERHEAD);
-        if !bytes.is_empty() {
-            self.chunks.push_back(bytes);
-        }
+        self.push(bytes);
     }
 
     /// Appends a reply of the session's own; returns the backlog with it.
     fn push_reply(&mut self, reply: &Reply<'_>) -> usize {
         let bytes = reply.to_bytes();
         let total = self.backlog.add(bytes.len());
-        self.chunks.push_back(bytes);
+        self.push(bytes);
         total
+    }
+
+    /// Queues a piece. A small one is copied onto the last piece while
+    /// that is short: a reader sent thousands of one-line deliveries (a
+    /// broadcast's copies) would otherwise be written [`WRITE_SLICES`]
+    /// lines per system call.
+    fn push(&mut self, bytes: Vec<u8>) {
+        if bytes.is_empty() {
+            return;
+        }
+        if let Some(back) = self.chunks.back_mut()
+            && bytes.len() < SMALL_PIECE
+            && back.len() < COALESCE_UP_TO
+        {
+            back.extend_from_slice(&bytes);
+            return;
+        }
+        self.chunks.push_back(bytes);
     }
 
     /// Up to [`WRITE_SLICES`] of the unwritten pieces, for one `writev`.
@@ -114,6 +130,11 @@ impl Outbox {
 
 /// The most pieces one write hands the kernel.
 const WRITE_SLICES: usize = 16;
+/// Pieces shorter than this are copied onto the last one ([`Outbox::push`])...
+const SMALL_PIECE: usize = 2048;
+/// ...while that is shorter than this: a grown piece's spare capacity
+/// stays under its length, and sixteen pieces fill a send buffer.
+const COALESCE_UP_TO: usize = 16 * 1024;
 
 impl Session {
     /// Writes a reply of the session's own (before login only: afterwards
