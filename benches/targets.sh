@@ -5,12 +5,21 @@
 #
 #   benches/targets.sh           # about fifteen minutes on the 2-core machine
 #   RUNS=5 benches/targets.sh    # more runs per server
+#   OLD=path/to/achat-server benches/targets.sh
+#                                # the same scenarios against an older achat
+#                                # build (a change must not slow them down),
+#                                # reports under target/targets-vs-old/
 set -euo pipefail
 cd "$(dirname "$0")/.."
-out=target/targets
-mkdir -p "$out"
 A='RUST_LOG=warn target/release/achat-server --bind 127.0.0.1:{port}'
-B='target/baselines/release/tokio-achat 127.0.0.1:{port}'
+if [ -n "${OLD:-}" ]; then
+    out=target/targets-vs-old
+    B="RUST_LOG=warn $OLD --bind 127.0.0.1:{port}"
+else
+    out=target/targets
+    B='target/baselines/release/tokio-achat 127.0.0.1:{port}'
+fi
+mkdir -p "$out"
 runs=${RUNS:-3}
 summary='^(result|run outcome)|per_s |latency.p99_us|memory.per_conn|peak_growth|memory_after|names|cut|bystanders.latency.p99'
 . benches/compare.sh
