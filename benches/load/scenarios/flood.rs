@@ -16,7 +16,8 @@ use crate::login::login_all;
 use crate::procfs::CpuMeter;
 use crate::report::{Progress, Report, counts, fmt_count, fmt_mib};
 use crate::scenarios::{
-    BIG_READ, Ctx, Tasks, ended_by, report_cpu, report_latency, report_logins, report_traffic,
+    BIG_READ, Ctx, Tasks, check_bystanders, ended_by, report_cpu, report_latency, report_logins,
+    report_traffic,
 };
 use crate::sidethread::ReaderThread;
 use crate::state::Shared;
@@ -172,15 +173,6 @@ pub(crate) async fn run(ctx: &Ctx, a: &FloodArgs) -> anyhow::Result<Report> {
     if let Some(e) = flooded.error {
         report.fail(format!("the flooder's write failed: {e}"));
     }
-    let delivered = shared.delivered(CHAT);
-    if delivered < chatted.sent {
-        report.fail(format!(
-            "bystanders: {delivered} of {} messages delivered within 5 s of the end",
-            chatted.sent
-        ));
-    }
-    if let Some(why) = chatted.error {
-        report.fail(format!("bystanders: {why}"));
-    }
+    check_bystanders(&mut report, &shared, &chatted, "bystanders");
     Ok(report)
 }

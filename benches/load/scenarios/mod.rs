@@ -328,13 +328,20 @@ pub(crate) fn report_bystanders(
             format!("p99 {:.2} ms", p99 as f64 / 1e6),
         );
     }
+    check_bystanders(report, shared, &chatted, key);
+}
+
+/// Fails the run if the bystanders' messages did not all arrive, or
+/// their thread reported an error.
+pub(crate) fn check_bystanders(report: &mut Report, shared: &Shared, chatted: &Chatted, key: &str) {
+    let delivered = shared.delivered(chatted.class);
     if delivered < chatted.sent {
         report.fail(format!(
             "{key}: {delivered} of {} messages delivered within 5 s of the end",
             chatted.sent
         ));
     }
-    if let Some(why) = chatted.error {
+    if let Some(why) = &chatted.error {
         report.fail(format!("{key}: {why}"));
     }
 }

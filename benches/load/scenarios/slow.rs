@@ -28,7 +28,9 @@ use crate::bystanders::Bystanders;
 use crate::login::{LoginOptions, login_all};
 use crate::procfs::CpuMeter;
 use crate::report::{Progress, Report, counts, fmt_mib};
-use crate::scenarios::{BIG_READ, Ctx, Tasks, ended_by, report_cpu, report_latency, report_logins};
+use crate::scenarios::{
+    BIG_READ, Ctx, Tasks, check_bystanders, ended_by, report_cpu, report_latency, report_logins,
+};
 use crate::state::Shared;
 use crate::traffic::{FloodPlan, send_flood};
 
@@ -234,16 +236,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &SlowArgs) -> anyhow::Result<Report> {
         Some(p99 <= 10_000_000),
         format!("p99 {:.2} ms", p99 as f64 / 1e6),
     );
-    let delivered = shared.delivered(CHAT);
-    if delivered < chatted.sent {
-        report.fail(format!(
-            "bystanders: {delivered} of {} messages delivered within 5 s of the end",
-            chatted.sent
-        ));
-    }
-    if let Some(why) = chatted.error {
-        report.fail(format!("bystanders: {why}"));
-    }
+    check_bystanders(&mut report, &shared, &chatted, "bystanders");
     Ok(report)
 }
 
