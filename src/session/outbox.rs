@@ -223,6 +223,12 @@ impl Session {
         self.outbox.backlog.get() >= self.env.limits.max_outbox_bytes / 2
     }
 
+    /// Whether this session belongs on the stall clock: it holds senders
+    /// up, or its backlog is past half the cap.
+    fn on_stall_watch(&self) -> bool {
+        !self.outbox.held.is_empty() || self.over_half()
+    }
+
     /// After the socket took some output: once the backlog is below half
     /// the cap, held-up senders go and the stall clock stops; otherwise
     /// the clock restarts (this session is reading, if slowly: it is not
@@ -250,7 +256,7 @@ impl Session {
     /// holding the sender for the limit in turn.
     pub(super) fn hold(&mut self, credits: Vec<Credit>, ctx: &mut Context<Self>) {
         self.outbox.held.extend(credits);
-        if self.outbox.stall_timer.is_none() && (!self.outbox.held.is_empty() || self.over_half()) {
+        if self.outbox.stall_timer.is_none() && self.on_stall_watch() {
             self.start_stall_clock(ctx);
         }
     }
@@ -271,7 +277,7 @@ impl Session {
         self.outbox.acknowledged_seen = self.acknowledged();
         self.outbox.stall_timer = Some(ctx.run_later(STALL_LIMIT, |session, ctx| {
             session.outbox.stall_timer = None;
-            if session.outbox.held.is_empty() && !session.over_half() {
+            if !session.on_stall_watch() {
                 return;
             }
             if session.acknowledged() > session.outbox.acknowledged_seen {
