@@ -103,7 +103,7 @@ impl Batch {
     }
 
     /// The recipient names an operation points at.
-    pub fn names(&self, range: Range<usize>) -> impl Iterator<Item = &str> {
+    pub fn names(&self, range: Range<usize>) -> impl Iterator<Item = &str> + Clone {
         self.names
             .get(range)
             .unwrap_or_default()

@@ -16,6 +16,7 @@
 //! | [`Shutdown`]| server → broker  | `()`, once every session was told goodbye |
 //! | [`Deliver`] | broker → session | none                    |
 //! | [`Control`] | broker → session | none                    |
+//! | [`SliceDone`] | last [`SliceShare`] dropped → broker | none  |
 //!
 //! The tutorial's broker handles `NewPeer` and `Message { from, to, msg }`.
 //! [`NewPeer`] is the same here; a `Message` is an
@@ -242,7 +243,43 @@ pub struct Deliver {
     /// cap: the session holds them until its backlog falls below that
     /// again, which slows those senders to its pace (see `Session`).
     pub held: Vec<Credit>,
+    /// Set when this is part of a slice of a wide fan-out: dropped once the
+    /// session has taken the output (see [`SliceShare`]).
+    pub slice: Option<SliceShare>,
 }
+
+/// A session's share of a slice of a wide fan-out, carried by its
+/// [`Deliver`]. When the last share of a slice is dropped (every session
+/// of the slice has taken its output, or is gone), the broker is sent
+/// [`SliceDone`] and hands over the next slice.
+#[derive(Clone)]
+pub struct SliceShare(
+    /// Never read: dropping the last clone is the signal.
+    #[allow(dead_code)]
+    Arc<SliceDoneOnDrop>,
+);
+
+/// Sends [`SliceDone`] when dropped.
+struct SliceDoneOnDrop(Recipient<SliceDone>);
+
+impl Drop for SliceDoneOnDrop {
+    fn drop(&mut self) {
+        self.0.do_send(SliceDone);
+    }
+}
+
+impl SliceShare {
+    /// The first share of a new slice; clone it for each session.
+    pub fn new(done: Recipient<SliceDone>) -> Self {
+        SliceShare(Arc::new(SliceDoneOnDrop(done)))
+    }
+}
+
+/// Sent to the broker (by the last [`SliceShare`] of a slice dropped):
+/// every session of a slice has taken its output.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SliceDone;
 
 /// Broker → session: a change of state. Queued in the same mailbox as
 /// [`Deliver`], so it takes effect after everything delivered before it.

@@ -24,6 +24,7 @@
 
 mod outbound;
 mod roster;
+mod slices;
 #[cfg(test)]
 mod tests;
 
@@ -37,7 +38,7 @@ use tokio::sync::mpsc;
 use crate::batch::{Batch, Op};
 use crate::messages::{
     BrokerLink, ConnId, Connect, Control, Credit, DrainGuard, Drained, Leave, LeaveReason,
-    LoginError, Name, NewPeer, RosterGauge, Route, Shutdown,
+    LoginError, Name, NewPeer, RosterGauge, Route, Shutdown, SliceDone,
 };
 use crate::protocol::Reply;
 use outbound::{Outbound, Peer};
@@ -127,6 +128,7 @@ impl Broker {
     /// sender's credit goes back.
     fn route_batch(&mut self, from: ConnId, batch: &Batch, credit: Credit) {
         self.out.filled = None;
+        self.out.batch_was_wide = false;
         for op in batch.ops() {
             // Checked per op: a sender evicted halfway through its own
             // output (say, a thousand `/who`s) is not served further.
@@ -140,12 +142,16 @@ impl Broker {
         // The credit goes back to the sender when it is dropped: now, or,
         // if the batch filled someone's outbox past half its cap, when that
         // session has written enough (end-to-end back-pressure: a flooder
-        // slows to its reader's pace instead of getting the reader cut off).
+        // slows to its reader's pace instead of getting the reader cut off),
+        // or, if it fanned out widely, once every slice it reached has gone
+        // out (a broadcaster is read as fast as its output goes out).
         let filled = self.out.filled.take();
         if let Some(peer) = filled.and_then(|id| self.peers.get_mut(&id))
             && !peer.evicted
         {
             peer.held.push(credit);
+        } else if self.out.batch_was_wide {
+            self.out.slices.hold(credit);
         }
     }
 
@@ -200,10 +206,17 @@ impl Broker {
         &mut self,
         from: ConnId,
         everyone: bool,
-        names: impl Iterator<Item = &'n str>,
+        names: impl Iterator<Item = &'n str> + Clone,
         line: &[u8],
     ) {
         let mut reached = 0usize;
+        // Output to many waits for its slice (slices.rs).
+        self.out.wide = if everyone {
+            self.roster.len() > slices::WIDE_FANOUT
+        } else {
+            names.clone().nth(slices::WIDE_FANOUT).is_some()
+        };
+        self.out.batch_was_wide |= self.out.wide;
         if everyone {
             for (&id, peer) in &mut self.peers {
                 if id != from && peer.is_online() {
@@ -229,6 +242,7 @@ impl Broker {
             }
             reached += 1;
         }
+        self.out.wide = false;
         if !missing.is_empty() {
             self.push_to(from, &Reply::NotOnline(&missing).to_bytes());
         } else if reached == 0 {
@@ -246,7 +260,8 @@ impl Broker {
 
 /// Output and the end of life: handing pending output over, shutting down.
 impl Broker {
-    /// Sends all pending output now, and publishes the size of a `/who`
+    /// Sends all pending output now (what waits for a slice, as far as
+    /// the slices in flight allow), and publishes the size of a `/who`
     /// answer if the roster changed.
     fn flush(&mut self) {
         for id in self.out.dirty.drain(..) {
@@ -254,6 +269,7 @@ impl Broker {
                 peer.flush();
             }
         }
+        self.out.slices.release(&mut self.peers);
         self.out.bytes = 0;
         if self.who_answer.is_none() {
             self.who_answer = Some(self.who());
@@ -266,7 +282,9 @@ impl Broker {
     fn flush_soon(&mut self, ctx: &mut Context<Self>) {
         if self.out.bytes >= FLUSH_AT_BYTES {
             self.flush();
-        } else if !self.out.dirty.is_empty() && !self.flush_queued {
+        } else if (!self.out.dirty.is_empty() || self.out.slices.can_release())
+            && !self.flush_queued
+        {
             self.flush_queued = true;
             // `notify` runs after the mailbox has been emptied (see actix's
             // ContextFut::poll: mailbox first, then spawned items).
@@ -305,6 +323,7 @@ impl Broker {
     /// output queued for it.
     fn say_goodbye(&mut self) {
         self.flush();
+        self.out.slices.release_all(&mut self.peers);
         self.phase = Phase::Closing;
         info!(
             "shutdown: saying goodbye to {} connections",
@@ -334,6 +353,16 @@ impl Actor for Broker {
         // mailbox is bounded by the number of connections already. actix's
         // own bound would park senders on a shared `Recipient` instead.
         ctx.set_mailbox_capacity(0);
+        self.out.slices.set_done(ctx.address().recipient());
+    }
+}
+
+impl Handler<SliceDone> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, _: SliceDone, _: &mut Context<Self>) {
+        self.out.slices.slice_done();
+        self.out.slices.release(&mut self.peers);
     }
 }
 

@@ -4,12 +4,14 @@
 //! The session's [`Outbox`](crate::session) owns what a session has been
 //! handed; this is the broker's side of the same bytes: output collects in
 //! a peer's `pending` buffer for the length of a round of the broker's
-//! mailbox, then goes to the session as one [`Deliver`].
+//! mailbox, then goes to the session as one [`Deliver`] (or, if it is the
+//! output of a wide fan-out, when its slice comes: `slices.rs`).
 
 use log::warn;
 
+use super::slices::Slices;
 use crate::messages::{
-    Backlog, ConnId, Control, Credit, DELIVER_OVERHEAD, Deliver, Name, SessionLink,
+    Backlog, ConnId, Control, Credit, DELIVER_OVERHEAD, Deliver, Name, SessionLink, SliceShare,
 };
 
 /// What the broker knows of one connection, logged in or not.
@@ -25,6 +27,9 @@ pub(super) struct Peer {
     pub(super) pending: Vec<u8>,
     /// Credits of senders to hold up, handed over with `pending`.
     pub(super) held: Vec<Credit>,
+    /// `pending` is all output of wide fan-outs, waiting in the queue of
+    /// [`Slices`] for its slice.
+    pub(super) waiting: bool,
 }
 
 /// The bounds on output held for clients: handed to a session and not
@@ -43,8 +48,14 @@ pub struct OutboxLimits {
 /// beside the table of peers, so that a peer borrowed from that table can
 /// be updated together with it.
 pub(super) struct Outbound {
-    /// Peers whose `pending` is not empty.
+    /// Peers whose `pending` is not empty and not waiting for a slice.
     pub(super) dirty: Vec<ConnId>,
+    /// Peers whose output waits for a slice.
+    pub(super) slices: Slices,
+    /// What is being queued now is part of a wide fan-out.
+    pub(super) wide: bool,
+    /// The current batch made a wide fan-out.
+    pub(super) batch_was_wide: bool,
     /// Bytes in all `pending` buffers together.
     pub(super) bytes: usize,
     pub(super) limits: OutboxLimits,
@@ -70,6 +81,9 @@ impl Outbound {
     pub(super) fn new(limits: OutboxLimits) -> Self {
         Outbound {
             dirty: Vec::new(),
+            slices: Slices::new(),
+            wide: false,
+            batch_was_wide: false,
             bytes: 0,
             limits,
             high_water: limits.per_peer / 2,
@@ -97,6 +111,7 @@ impl Peer {
             evicted: false,
             pending: Vec::new(),
             held: Vec::new(),
+            waiting: false,
         }
     }
 
@@ -127,8 +142,18 @@ impl Peer {
             return;
         }
         if self.pending.is_empty() {
-            out.dirty.push(id);
+            if out.wide {
+                self.waiting = true;
+                out.slices.enqueue(id);
+            } else {
+                out.dirty.push(id);
+            }
             out.queued_since_count += DELIVER_OVERHEAD;
+        } else if self.waiting && !out.wide {
+            // Output of its own: it goes at the next flush, with what was
+            // waiting before it.
+            self.waiting = false;
+            out.dirty.push(id);
         }
         self.pending.extend_from_slice(bytes);
         out.bytes += bytes.len();
@@ -143,6 +168,7 @@ impl Peer {
     /// close at once.
     pub(super) fn evict(&mut self, id: ConnId, out: &mut Outbound, why: std::fmt::Arguments<'_>) {
         self.evicted = true;
+        self.waiting = false;
         warn!(
             "conn {id} ({}): disconnected as a slow consumer ({why})",
             self.name.as_deref().unwrap_or("not logged in")
@@ -156,6 +182,13 @@ impl Peer {
 
     /// Hands the pending output to the session.
     pub(super) fn flush(&mut self) {
+        self.flush_with(None);
+    }
+
+    /// Hands the pending output to the session, as part of `slice` if
+    /// given.
+    pub(super) fn flush_with(&mut self, slice: Option<SliceShare>) {
+        self.waiting = false;
         if self.pending.is_empty() {
             return;
         }
@@ -170,7 +203,7 @@ impl Peer {
         self.backlog.add(bytes.len() + DELIVER_OVERHEAD);
         // A session that is gone has its `Leave` on the way; nothing to do
         // (the credits, dropped with the message, go back to their senders).
-        self.link.deliver.do_send(Deliver { bytes, held });
+        self.link.deliver.do_send(Deliver { bytes, held, slice });
     }
 }
 

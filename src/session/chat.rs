@@ -23,15 +23,18 @@ use crate::messages::{RosterGauge, Route};
 use crate::protocol::{self, Command, Reply, Request};
 
 /// The bytes one batch may deliver in all, each copy to each recipient
-/// counted (with 16 bytes more per copy, for the copying): about a
-/// millisecond of the broker's time. One line is always let through, so a
-/// line to twenty thousand peers travels alone. Not smaller: every batch
-/// wakes each of its recipients' sessions once, for a write of its own,
-/// and a few microseconds per wake is what a broadcast to thousands costs;
-/// at 256 KiB (one `*: x` line per batch with 5,000 online) a delivery
-/// cost the server 2.2 µs of CPU, at 1 MiB about a third of that, with the
-/// bystanders' latency the same (docs/BENCHMARKS.md, "Hostile clients").
-pub const DELIVERY_BUDGET: usize = 1024 * 1024;
+/// counted (with 16 bytes more per copy, for the copying): about two
+/// milliseconds of the broker's time, the most a bystander's line waits
+/// behind at the broker. One line is always let through, so a line to
+/// twenty thousand peers travels alone. Not smaller: every batch wakes each
+/// of its recipients' sessions once, for a write of its own, and those
+/// wake-ups are what a broadcast to thousands costs; with 5,000 readers of
+/// `*: x` lines a delivery cost the server 2.2 µs of CPU at 256 KiB, 1.5 µs
+/// at 1 MiB, 0.96 µs at 2 MiB; 4 MiB (0.57 µs) put the bystanders' p99 at
+/// 16 ms, 2 MiB at 11.5 ms (docs/BENCHMARKS.md, "Hostile clients"). The
+/// wake-ups go out in slices (`broker/slices.rs`), so the batch's size does
+/// not set how long others wait on the workers.
+pub const DELIVERY_BUDGET: usize = 2 * 1024 * 1024;
 
 /// What one copy of a line costs the broker besides its bytes.
 const DELIVERY_OVERHEAD: usize = 16;

@@ -268,10 +268,13 @@ impl Handler<Deliver> for Session {
     type Result = ();
 
     fn handle(&mut self, msg: Deliver, ctx: &mut Context<Self>) {
-        let Deliver { bytes, held } = msg;
+        let Deliver { bytes, held, slice } = msg;
         self.outbox.append(bytes);
         self.hold(held, ctx);
         self.start_writing(ctx);
+        // Taken: the broker may hand the next slice of a wide fan-out over
+        // (this session writes before its turn on the worker ends).
+        drop(slice);
     }
 }
 

@@ -1,8 +1,10 @@
 //! The broker with small test actors in place of sessions: each records
 //! what it is sent into a channel the test reads.
 
+mod slices;
+
 use super::*;
-use crate::messages::{Backlog, DELIVER_OVERHEAD, Deliver, SessionLink};
+use crate::messages::{Backlog, DELIVER_OVERHEAD, Deliver, SessionLink, SliceShare};
 use crate::protocol::{self, Request, parse_request};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -24,6 +26,22 @@ struct Probe {
     backlog: Backlog,
     /// Whether output is "written" at once; off to model a stuck reader.
     reading: bool,
+    /// Whether to keep the slices of wide fan-outs (as a session that has
+    /// not run yet would) until told to [`LetGo`].
+    keep_slices: bool,
+    kept: Vec<SliceShare>,
+}
+
+/// Tells a probe to drop the slices it kept.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct LetGo;
+
+impl Handler<LetGo> for Probe {
+    type Result = ();
+    fn handle(&mut self, _: LetGo, _: &mut Context<Self>) {
+        self.kept.clear();
+    }
 }
 
 impl Actor for Probe {
@@ -35,6 +53,9 @@ impl Handler<Deliver> for Probe {
     fn handle(&mut self, msg: Deliver, _: &mut Context<Self>) {
         if self.reading {
             self.backlog.sub(msg.bytes.len() + DELIVER_OVERHEAD);
+        }
+        if self.keep_slices {
+            self.kept.extend(msg.slice);
         }
         for line in String::from_utf8(msg.bytes).unwrap().lines() {
             let _ = self.seen.send(Seen::Line(line.to_owned()));
@@ -57,6 +78,7 @@ impl Handler<Control> for Probe {
 struct TestPeer {
     id: ConnId,
     seen: UnboundedReceiver<Seen>,
+    probe: Addr<Probe>,
 }
 
 impl TestPeer {
@@ -109,12 +131,24 @@ async fn sync(broker: &Addr<Broker>) {
 }
 
 fn connect(broker: &Addr<Broker>, id: ConnId, reading: bool) -> TestPeer {
+    connect_keeping(broker, id, reading, false)
+}
+
+/// As [`connect`], with a probe that keeps its slices if `keep_slices`.
+fn connect_keeping(
+    broker: &Addr<Broker>,
+    id: ConnId,
+    reading: bool,
+    keep_slices: bool,
+) -> TestPeer {
     let (tx, rx) = unbounded_channel();
     let backlog = Backlog::default();
     let probe = Probe {
         seen: tx,
         backlog: backlog.clone(),
         reading,
+        keep_slices,
+        kept: Vec::new(),
     }
     .start();
     broker.do_send(Connect {
@@ -122,7 +156,11 @@ fn connect(broker: &Addr<Broker>, id: ConnId, reading: bool) -> TestPeer {
         session: SessionLink::new(&probe),
         backlog,
     });
-    TestPeer { id, seen: rx }
+    TestPeer {
+        id,
+        seen: rx,
+        probe,
+    }
 }
 
 /// Asks the broker for `name` on behalf of connection `id`.
