@@ -165,6 +165,39 @@ pub(crate) fn tcp_kernel_bytes() -> std::io::Result<u64> {
     Ok(pages * page_size())
 }
 
+/// Kernel memory held by the TCP sockets whose local port is `port` (the
+/// server's own, on the server's side of each connection), in bytes: the
+/// sum of `skmem`'s `r` (receive queue), `w` (send queue) and `f` (memory
+/// reserved ahead) over `ss -tmnHa '( sport = :PORT )'` (iproute2). The
+/// figure `/proc/net/sockstat` gives counts the clients' sockets as well,
+/// and an attacker's unread receive queues are on the attacker's side.
+pub(crate) fn server_socket_bytes(port: u16) -> std::io::Result<u64> {
+    let out = std::process::Command::new("ss")
+        .args(["-tmnHa", &format!("( sport = :{port} )")])
+        .stderr(std::process::Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        return Err(std::io::Error::other("ss failed"));
+    }
+    Ok(sum_skmem(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Sums `r`, `w` and `f` of every `skmem:(...)` in `ss -m` output.
+fn sum_skmem(text: &str) -> u64 {
+    let socket = |skmem: &str| -> u64 {
+        let fields = skmem.split(')').next().unwrap_or("");
+        fields
+            .split(',')
+            .filter_map(|field| {
+                let (key, value) = field.split_at(field.find(|c: char| c.is_ascii_digit())?);
+                let counted = matches!(key, "r" | "w" | "f");
+                counted.then(|| value.parse::<u64>().ok()).flatten()
+            })
+            .sum()
+    };
+    text.split("skmem:(").skip(1).map(socket).sum()
+}
+
 /// The kernel's page size (`/proc/net/sockstat` counts in pages): the
 /// `AT_PAGESZ` entry of this process's auxiliary vector (pairs of native
 /// words), 4096 if it cannot be read.
@@ -243,7 +276,7 @@ impl MemStats {
 type Probe = Arc<dyn Fn() -> std::io::Result<u64> + Send + Sync>;
 
 /// Polls a quantity (a process's VmRSS, the kernel's TCP memory) every
-/// 100 ms.
+/// 100 ms (plus the time a sample takes).
 pub(crate) struct MemSampler {
     stats: Arc<Mutex<MemStats>>,
     probe: Probe,
@@ -261,6 +294,11 @@ impl MemSampler {
         Self::sample(Arc::new(tcp_kernel_bytes))
     }
 
+    /// Starts sampling the kernel memory of the sockets on local `port`.
+    pub(crate) fn server_sockets(port: u16) -> std::io::Result<Self> {
+        Self::sample(Arc::new(move || server_socket_bytes(port)))
+    }
+
     fn sample(probe: Probe) -> std::io::Result<Self> {
         let first = probe()?;
         let stats = Arc::new(Mutex::new(MemStats {
@@ -273,7 +311,11 @@ impl MemSampler {
         let task = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                let Ok(value) = polled() else { return };
+                // Off the runtime's threads: a probe may run a command.
+                let probe = polled.clone();
+                let Ok(Ok(value)) = tokio::task::spawn_blocking(move || probe()).await else {
+                    return;
+                };
                 if let Ok(mut s) = shared.lock() {
                     s.add(value);
                 }

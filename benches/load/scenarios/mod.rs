@@ -133,6 +133,24 @@ pub(crate) fn tcp_report(
     }
 }
 
+/// Stops `sampler` (of the kernel memory of the server's sockets) and
+/// reports it under `key`.
+pub(crate) fn server_sockets_report(
+    report: &mut Report,
+    key: &str,
+    sampler: Option<MemSampler>,
+) -> Option<MemStats> {
+    let what = "kernel memory of the server's sockets (ss -tm, r+w+f)";
+    match sampler {
+        Some(sampler) => Some(report_sampled(report, key, what, sampler)),
+        None => {
+            report.line(format!("  {key}: unknown (ss from iproute2 did not run)"));
+            report.result(key, serde_json::Value::Null);
+            None
+        }
+    }
+}
+
 /// Stops `sampler` and reports what it saw of `what` under `key`.
 fn report_sampled(report: &mut Report, key: &str, what: &str, sampler: MemSampler) -> MemStats {
     let m = sampler.stop();

@@ -6,10 +6,12 @@
 //! non-readers off) without starving the bystanders.
 //!
 //! Measures the server's memory (VmRSS every 100 ms: peak and growth),
-//! the kernel's memory for TCP (`/proc/net/sockstat`'s `mem`, pages, every
-//! 100 ms, machine-wide: it includes the non-readers' own receive queues
-//! on the generator's side), how many non-readers the server cut off, and
-//! the bystanders' latency. A client that does not read cannot see its
+//! the kernel's memory for the server's sockets (`skmem` of `ss -tm` for
+//! the server's port, summed: what the target is about), the kernel's
+//! memory for TCP on the whole machine (`/proc/net/sockstat`'s `mem`: it
+//! includes the non-readers' own receive queues on the generator's side,
+//! which on a real network are on the attacker's machine), how many
+//! non-readers the server cut off, and the bystanders' latency. A client that does not read cannot see its
 //! connection close, and a line to `*` draws no `not online` error, so the
 //! cut-offs are counted afterwards: a fresh client asks `/who`, and every
 //! name missing from the count (K non-readers, the broadcaster, the two
@@ -26,12 +28,12 @@ use serde_json::json;
 
 use crate::args::{NONREADERS_ATTACK, NonreadersArgs};
 use crate::net::cap_send_buffer;
-use crate::procfs::CpuMeter;
+use crate::procfs::{CpuMeter, MemSampler};
 use crate::report::{Report, counts, fmt_count, fmt_mib};
 use crate::scenarios::{
     BIG_READ, Ctx, Tasks, configure_attack, crowd_names, log_in, online_count, peak_target,
-    report_bystanders, report_cpu, report_flood, sampled_now, start_bystanders, start_flood,
-    tcp_report, tcp_sampler, watch,
+    report_bystanders, report_cpu, report_flood, sampled_now, server_sockets_report,
+    start_bystanders, start_flood, tcp_report, tcp_sampler, watch,
 };
 use crate::state::Shared;
 use crate::traffic::FloodPlan;
@@ -72,6 +74,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &NonreadersArgs) -> anyhow::Result<Report>
     let cpu = CpuMeter::start(ctx.pid);
     let mem = ctx.mem_sampler();
     let tcp = tcp_sampler();
+    let sockets = MemSampler::server_sockets(ctx.net.addr.port()).ok();
     let bystanders = start_bystanders(ctx, &shared, BYSTANDERS, CHAT, interval).await?;
 
     let mut tasks = Tasks::default();
@@ -86,9 +89,10 @@ pub(crate) async fn run(ctx: &Ctx, a: &NonreadersArgs) -> anyhow::Result<Report>
         || flood.is_finished(),
         || {
             format!(
-                "broadcast {}, server VmRSS {}, kernel TCP memory {}",
+                "broadcast {}, server VmRSS {}, server sockets {}, kernel TCP memory {}",
                 fmt_mib(so_far.load(Relaxed) as i64),
                 sampled_now(mem.as_ref()),
+                sampled_now(sockets.as_ref()),
                 sampled_now(tcp.as_ref()),
             )
         },
@@ -100,7 +104,8 @@ pub(crate) async fn run(ctx: &Ctx, a: &NonreadersArgs) -> anyhow::Result<Report>
     let online = online_count(&shared, &ctx.net, ASKER).await;
     let chatted = bystanders.stop().await;
     let memory = ctx.mem_report(&mut report, "memory", mem);
-    let kernel = tcp_report(&mut report, "tcp_memory", tcp);
+    let kernel = server_sockets_report(&mut report, "server_sockets", sockets);
+    tcp_report(&mut report, "tcp_memory", tcp);
     drop(nonreaders);
     let _ = tasks.finish().await;
     drop(flooded.write);
@@ -134,7 +139,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &NonreadersArgs) -> anyhow::Result<Report>
     );
     peak_target(
         &mut report,
-        "kernel TCP memory peak <= 512 MiB",
+        "kernel memory of the server's sockets peak <= 512 MiB",
         kernel,
         TCP_LIMIT,
     );
