@@ -348,3 +348,83 @@ async fn many_stuck_readers_of_a_broadcast_are_cut_together() {
     );
     drop(stuck);
 }
+
+/// A client flooding `*: x` to hundreds of readers (one short line, a copy
+/// for each of them: a wide fan-out) must not hold up two bystanders
+/// chatting, who get the flood too. Before a line was priced at what it
+/// delivers, one read of the flooder was millions of deliveries and a
+/// bystander's line waited seconds behind them.
+#[tokio::test]
+async fn a_broadcast_flood_to_many_readers_does_not_hold_up_a_bystander_pair() {
+    let server = start();
+    let mut readers = Vec::new();
+    for i in 0..400 {
+        let reader = server.login(&format!("reader{i}")).await.into_stream();
+        readers.push(reader.into_std().expect("std"));
+    }
+    let mut alice = server.login("alice").await;
+    let mut bob = server.login("bob").await;
+    let flooder = server.login("flooder").await.into_stream();
+    let flooder = flooder.into_std().expect("std");
+    flooder.set_nonblocking(false).expect("blocking");
+    // The readers read everything, on a thread of their own (so their
+    // work is not this test's), and say when the flood has reached them.
+    let (reached, flood_on) = std::sync::mpsc::channel();
+    let reading = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let mut tasks = Vec::new();
+            for reader in readers {
+                let reached = reached.clone();
+                tasks.push(tokio::spawn(async move {
+                    let mut reader = tokio::net::TcpStream::from_std(reader).expect("tokio");
+                    let mut sink = vec![0; 1 << 14];
+                    let mut told = false;
+                    while matches!(reader.read(&mut sink).await, Ok(n) if n > 0) {
+                        if !told {
+                            told = reached.send(()).is_ok();
+                        }
+                    }
+                }));
+            }
+            for task in tasks {
+                let _ = task.await;
+            }
+        });
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flooding = stop.clone();
+    let lines = "*: x\n".repeat(4096);
+    let flood = std::thread::spawn(move || {
+        while !flooding.load(std::sync::atomic::Ordering::Relaxed) {
+            if (&flooder).write_all(lines.as_bytes()).is_err() {
+                break;
+            }
+        }
+        let _ = flooder.shutdown(std::net::Shutdown::Both);
+    });
+    flood_on
+        .recv_timeout(WAIT)
+        .expect("the flood reaching a reader");
+    // A generous bound: one bystander round trip must never take a second.
+    let mut slowest = Duration::ZERO;
+    for i in 0..50 {
+        let started = Instant::now();
+        alice.send(&format!("bob: ping {i}")).await;
+        let ping = format!("from alice: ping {i}");
+        read_until(&mut bob, |line| line == ping).await;
+        slowest = slowest.max(started.elapsed());
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = flood.join();
+    drop(flood_on);
+    server.shutdown().await;
+    let _ = reading.join();
+    assert!(
+        slowest < Duration::from_secs(1),
+        "slowest round trip {slowest:?}"
+    );
+}
