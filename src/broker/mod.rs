@@ -184,7 +184,7 @@ impl Broker {
                 self.route(
                     from,
                     *everyone,
-                    batch.names(names.clone()),
+                    (batch.names(names.clone()), names.len()),
                     batch.bytes(line.clone()),
                 );
             }
@@ -197,8 +197,9 @@ impl Broker {
         }
     }
 
-    /// Decides which sessions get `line`, sent by `from` to `names` (and to
-    /// everyone else online if `everyone`), and queues it for them. Names
+    /// Decides which sessions get `line`, sent by `from` to `names` (with
+    /// their length in bytes; and to everyone else online if `everyone`),
+    /// and queues it for them. Names
     /// that are not online are reported to the sender in one `error:` line.
     ///
     /// This is the routing decision, in one place.
@@ -206,15 +207,17 @@ impl Broker {
         &mut self,
         from: ConnId,
         everyone: bool,
-        names: impl Iterator<Item = &'n str> + Clone,
+        (names, names_bytes): (impl Iterator<Item = &'n str> + Clone, usize),
         line: &[u8],
     ) {
         let mut reached = 0usize;
-        // Output to many waits for its slice (slices.rs).
+        // Output to many waits for its slice (slices.rs). More names than
+        // that take at least two bytes each: shorter lists are not counted.
         self.out.wide = if everyone {
             self.roster.len() > slices::WIDE_FANOUT
         } else {
-            names.clone().nth(slices::WIDE_FANOUT).is_some()
+            names_bytes > 2 * slices::WIDE_FANOUT
+                && names.clone().nth(slices::WIDE_FANOUT).is_some()
         };
         self.out.batch_was_wide |= self.out.wide;
         if everyone {
