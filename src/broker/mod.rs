@@ -24,6 +24,7 @@
 
 mod outbound;
 mod roster;
+mod shutdown;
 mod slices;
 #[cfg(test)]
 mod tests;
@@ -32,16 +33,16 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use log::{debug, info, warn};
-use tokio::sync::mpsc;
+use log::{debug, info};
 
 use crate::batch::{Batch, Op};
 use crate::messages::{
-    BrokerLink, ConnId, Connect, Control, Credit, DrainGuard, Drained, Leave, LeaveReason,
-    LoginError, Name, NewPeer, RosterGauge, Route, Shutdown, SliceDone,
+    BrokerLink, ConnId, Connect, Control, Credit, DrainGuard, Leave, LeaveReason, LoginError, Name,
+    NewPeer, RosterGauge, Route, SliceDone,
 };
 use crate::protocol::Reply;
 use outbound::{Outbound, Peer};
+use shutdown::Phase;
 
 pub use outbound::OutboxLimits;
 
@@ -79,16 +80,6 @@ pub struct Broker {
     /// A flush is queued to run once the mailbox is empty.
     flush_queued: bool,
     phase: Phase,
-}
-
-/// Where the broker is in its life.
-enum Phase {
-    Running,
-    /// Shutdown phase one: sessions are draining their input. A weak handle
-    /// on the drain channel lets a connection that registers now join in.
-    Draining(mpsc::WeakSender<()>),
-    /// Shutdown phase two: every session was told goodbye.
-    Closing,
 }
 
 impl Broker {
@@ -261,7 +252,8 @@ impl Broker {
     }
 }
 
-/// Output and the end of life: handing pending output over, shutting down.
+/// Output and the end of a peer: handing pending output over, removing
+/// a peer that left.
 impl Broker {
     /// Sends all pending output now (what waits for a slice, as far as
     /// the slices in flight allow), and publishes the size of a `/who`
@@ -320,21 +312,6 @@ impl Broker {
         // Its last output first, then the word to close after it.
         peer.flush();
         peer.link.control.do_send(Control::Close);
-    }
-
-    /// Shutdown, phase two: every session gets `Goodbye` after all the
-    /// output queued for it.
-    fn say_goodbye(&mut self) {
-        self.flush();
-        self.out.slices.release_all(&mut self.peers);
-        self.phase = Phase::Closing;
-        info!(
-            "shutdown: saying goodbye to {} connections",
-            self.peers.len()
-        );
-        for peer in self.peers.values() {
-            peer.link.control.do_send(Control::Goodbye);
-        }
     }
 }
 
@@ -451,53 +428,10 @@ impl Handler<Route> for Broker {
     }
 }
 
-impl Handler<Drained> for Broker {
-    type Result = ();
-
-    /// Everything the session read was handled before this message (one
-    /// mailbox, in order): dropping its guard says so to the shutdown.
-    fn handle(&mut self, msg: Drained, _: &mut Context<Self>) {
-        drop(msg.guard);
-    }
-}
-
 impl Handler<Leave> for Broker {
     type Result = ();
 
     fn handle(&mut self, msg: Leave, _: &mut Context<Self>) {
         self.remove(msg.id, msg.reason);
-    }
-}
-
-impl Handler<Shutdown> for Broker {
-    type Result = ResponseActFuture<Self, ()>;
-
-    fn handle(&mut self, msg: Shutdown, _: &mut Context<Self>) -> Self::Result {
-        info!(
-            "shutdown: draining input of {} connections",
-            self.peers.len()
-        );
-        self.flush();
-        let (guard, mut drained) = mpsc::channel::<()>(1);
-        for peer in self.peers.values() {
-            peer.link
-                .control
-                .do_send(Control::Drain(DrainGuard(guard.clone())));
-        }
-        self.phase = Phase::Draining(guard.downgrade());
-        drop(guard);
-        let deadline = tokio::time::Instant::from_std(msg.drain_deadline);
-        let all_drained = async move {
-            // `recv` yields `None` once every guard has been dropped.
-            let waited = tokio::time::timeout_at(deadline, drained.recv()).await;
-            if waited.is_err() {
-                warn!("shutdown: not every connection drained its input in time");
-            }
-        };
-        Box::pin(
-            all_drained
-                .into_actor(self)
-                .map(|(), broker, _| broker.say_goodbye()),
-        )
     }
 }
