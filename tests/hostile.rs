@@ -248,6 +248,24 @@ async fn past_the_total_cap_the_client_holding_the_most_is_cut_off_first() {
     .await;
 }
 
+/// Writes `lines` to `stream` over and over, from a thread of its own (so
+/// that the flood never waits for the test), until `stop` is set; then
+/// shuts the socket down.
+fn flood_from_a_thread(
+    stream: std::net::TcpStream,
+    lines: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if (&stream).write_all(lines.as_bytes()).is_err() {
+                break;
+            }
+        }
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    })
+}
+
 #[tokio::test]
 async fn a_client_sending_huge_recipient_lists_does_not_keep_its_worker() {
     // One worker: the attacker and the bystanders share its thread.
@@ -277,15 +295,7 @@ async fn a_client_sending_huge_recipient_lists_does_not_keep_its_worker() {
             let _ = answered.send(());
         }
     });
-    let flooding = stop.clone();
-    let flood = std::thread::spawn(move || {
-        while !flooding.load(std::sync::atomic::Ordering::Relaxed) {
-            if (&writer).write_all(lines.as_bytes()).is_err() {
-                break;
-            }
-        }
-        let _ = writer.shutdown(std::net::Shutdown::Both);
-    });
+    let flood = flood_from_a_thread(writer, lines, stop.clone());
     // The flood is on once the server answers it.
     first_answer
         .recv_timeout(WAIT)
@@ -396,16 +406,7 @@ async fn a_broadcast_flood_to_many_readers_does_not_hold_up_a_bystander_pair() {
         });
     });
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flooding = stop.clone();
-    let lines = "*: x\n".repeat(4096);
-    let flood = std::thread::spawn(move || {
-        while !flooding.load(std::sync::atomic::Ordering::Relaxed) {
-            if (&flooder).write_all(lines.as_bytes()).is_err() {
-                break;
-            }
-        }
-        let _ = flooder.shutdown(std::net::Shutdown::Both);
-    });
+    let flood = flood_from_a_thread(flooder, "*: x\n".repeat(4096), stop.clone());
     flood_on
         .recv_timeout(WAIT)
         .expect("the flood reaching a reader");

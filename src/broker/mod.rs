@@ -119,7 +119,7 @@ impl Broker {
     /// sender's credit goes back.
     fn route_batch(&mut self, from: ConnId, batch: &Batch, credit: Credit) {
         self.out.filled = None;
-        self.out.batch_was_wide = false;
+        let mut wide = false;
         for op in batch.ops() {
             // Checked per op: a sender evicted halfway through its own
             // output (say, a thousand `/who`s) is not served further.
@@ -127,7 +127,7 @@ impl Broker {
                 debug!("conn {from}: batch dropped, sender no longer online");
                 break;
             }
-            self.apply(from, batch, op);
+            wide |= self.apply(from, batch, op);
             self.settle();
         }
         // The credit goes back to the sender when it is dropped: now, or,
@@ -141,7 +141,7 @@ impl Broker {
             && !peer.evicted
         {
             peer.held.push(credit);
-        } else if self.out.batch_was_wide {
+        } else if wide {
             self.out.slices.hold(credit);
         }
     }
@@ -161,7 +161,9 @@ impl Broker {
     }
 
     /// Carries out one request from `from`.
-    fn apply(&mut self, from: ConnId, batch: &Batch, op: &Op) {
+    /// Carries out one request from `from`; says whether it fanned out
+    /// widely (its output waits for slices).
+    fn apply(&mut self, from: ConnId, batch: &Batch, op: &Op) -> bool {
         match op {
             Op::Send {
                 everyone,
@@ -172,7 +174,7 @@ impl Broker {
                     "conn {from}: {:?}",
                     String::from_utf8_lossy(batch.bytes(line.clone()))
                 );
-                self.route(
+                return self.route(
                     from,
                     *everyone,
                     (batch.names(names.clone()), names.len()),
@@ -186,11 +188,12 @@ impl Broker {
             }
             Op::Echo(range) => self.push_to(from, batch.bytes(range.clone())),
         }
+        false
     }
 
     /// Decides which sessions get `line`, sent by `from` to `names` (with
     /// their length in bytes; and to everyone else online if `everyone`),
-    /// and queues it for them. Names
+    /// and queues it for them; says whether that was a wide fan-out. Names
     /// that are not online are reported to the sender in one `error:` line.
     ///
     /// This is the routing decision, in one place.
@@ -200,21 +203,20 @@ impl Broker {
         everyone: bool,
         (names, names_bytes): (impl Iterator<Item = &'n str> + Clone, usize),
         line: &[u8],
-    ) {
+    ) -> bool {
         let mut reached = 0usize;
         // Output to many waits for its slice (slices.rs). More names than
         // that take at least two bytes each: shorter lists are not counted.
-        self.out.wide = if everyone {
+        let wide = if everyone {
             self.roster.len() > slices::WIDE_FANOUT
         } else {
             names_bytes > 2 * slices::WIDE_FANOUT
                 && names.clone().nth(slices::WIDE_FANOUT).is_some()
         };
-        self.out.batch_was_wide |= self.out.wide;
         if everyone {
             for (&id, peer) in &mut self.peers {
                 if id != from && peer.is_online() {
-                    peer.push(id, line, &mut self.out);
+                    peer.push(id, line, wide, &mut self.out);
                     reached += 1;
                 }
             }
@@ -232,22 +234,22 @@ impl Broker {
             };
             // With `*`, everyone but the sender has it already.
             if !everyone || id == from {
-                peer.push(id, line, &mut self.out);
+                peer.push(id, line, wide, &mut self.out);
             }
             reached += 1;
         }
-        self.out.wide = false;
         if !missing.is_empty() {
             self.push_to(from, &Reply::NotOnline(&missing).to_bytes());
         } else if reached == 0 {
             self.push_to(from, &Reply::NobodyElseOnline.to_bytes());
         }
+        wide
     }
 
     /// Queues output for one peer (if it is still there).
     fn push_to(&mut self, id: ConnId, bytes: &[u8]) {
         if let Some(peer) = self.peers.get_mut(&id) {
-            peer.push(id, bytes, &mut self.out);
+            peer.push(id, bytes, false, &mut self.out);
         }
     }
 }

@@ -52,10 +52,6 @@ pub(super) struct Outbound {
     pub(super) dirty: Vec<ConnId>,
     /// Peers whose output waits for a slice.
     pub(super) slices: Slices,
-    /// What is being queued now is part of a wide fan-out.
-    pub(super) wide: bool,
-    /// The current batch made a wide fan-out.
-    pub(super) batch_was_wide: bool,
     /// Bytes in all `pending` buffers together.
     pub(super) bytes: usize,
     pub(super) limits: OutboxLimits,
@@ -82,8 +78,6 @@ impl Outbound {
         Outbound {
             dirty: Vec::new(),
             slices: Slices::new(),
-            wide: false,
-            batch_was_wide: false,
             bytes: 0,
             limits,
             high_water: limits.per_peer / 2,
@@ -127,8 +121,9 @@ impl Peer {
     }
 
     /// Queues `bytes` for this peer, or evicts it if they would take its
-    /// backlog past the cap.
-    pub(super) fn push(&mut self, id: ConnId, bytes: &[u8], out: &mut Outbound) {
+    /// backlog past the cap. Output of a `wide` fan-out waits for its slice
+    /// if nothing else is pending.
+    pub(super) fn push(&mut self, id: ConnId, bytes: &[u8], wide: bool, out: &mut Outbound) {
         if self.evicted {
             return;
         }
@@ -142,14 +137,14 @@ impl Peer {
             return;
         }
         if self.pending.is_empty() {
-            if out.wide {
+            if wide {
                 self.waiting = true;
                 out.slices.enqueue(id);
             } else {
                 out.dirty.push(id);
             }
             out.queued_since_count += DELIVER_OVERHEAD;
-        } else if self.waiting && !out.wide {
+        } else if self.waiting && !wide {
             // Output of its own: it goes at the next flush, with what was
             // waiting before it.
             self.waiting = false;

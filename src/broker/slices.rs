@@ -115,20 +115,28 @@ impl Slices {
     /// gives back the credits whose output has all gone out.
     pub(super) fn release(&mut self, peers: &mut Table<ConnId, Peer>) {
         while self.can_release() {
-            let share = self.done.clone().map(SliceShare::new);
-            let mut handed = 0;
-            while handed < SLICE_PEERS {
-                let Some(id) = self.queue.pop_front() else {
-                    break;
-                };
+            // The slice's peers first: a share made for nobody would still
+            // say `SliceDone` when dropped, for a slice never counted.
+            let mut slice = Vec::with_capacity(SLICE_PEERS);
+            while slice.len() < SLICE_PEERS
+                && let Some(id) = self.queue.pop_front()
+            {
                 self.popped += 1;
-                if let Some(waiting) = peers.get_mut(&id).filter(|p| p.waiting) {
-                    waiting.flush_with(share.clone());
-                    handed += 1;
+                if peers.get(&id).is_some_and(|peer| peer.waiting) {
+                    slice.push(id);
                 }
             }
-            if handed > 0 && share.is_some() {
+            if slice.is_empty() {
+                break;
+            }
+            let share = self.done.clone().map(SliceShare::new);
+            if share.is_some() {
                 self.in_flight += 1;
+            }
+            for id in slice {
+                if let Some(peer) = peers.get_mut(&id) {
+                    peer.flush_with(share.clone());
+                }
             }
         }
         while self.held.front().is_some_and(|&(at, _)| at <= self.popped) {
