@@ -41,6 +41,7 @@
 
 pub mod batch;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod limits;
 pub mod line_reader;

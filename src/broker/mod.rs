@@ -22,26 +22,30 @@
 //! - Where a line goes is decided in one function, `Broker::route`; a
 //!   future cluster mode adds remote routes there and nowhere else.
 
+mod login;
 mod outbound;
+mod remote;
 mod roster;
 mod shutdown;
 mod slices;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use actix::prelude::*;
 use log::{debug, info};
 
 use crate::batch::{Batch, Op};
+use crate::messages::cluster::{ClusterLink, LocalRoster};
 use crate::messages::{
-    BrokerLink, ConnId, Connect, Control, Credit, DrainGuard, Leave, LeaveReason, LoginError, Name,
-    NewPeer, RosterGauge, Route, SliceDone,
+    BrokerLink, ConnId, Connect, Control, Credit, DrainGuard, Leave, LeaveReason, Name,
+    RosterGauge, Route, SliceDone,
 };
 use crate::protocol::Reply;
 use outbound::{Outbound, Peer};
+use remote::Remote;
 use shutdown::Phase;
 
 pub use outbound::OutboxLimits;
@@ -65,9 +69,11 @@ pub struct Broker {
     peers: Table<ConnId, Peer>,
     /// Who is logged in under which name.
     names: Table<Name, ConnId>,
-    /// The names of the peers online (logged in, not evicted), in order:
-    /// what `/who` lists.
-    roster: BTreeSet<Name>,
+    /// The names of the peers online (logged in, not evicted, here and on
+    /// the cluster's other nodes), in order, each with the number of
+    /// connections online under it (more than one only for a moment, in
+    /// cluster mode): what `/who` lists.
+    roster: BTreeMap<Name, u32>,
     /// The answer to `/who` for the current roster; `None` once the roster
     /// has changed. Built at most once per change, so a client asking
     /// `/who` over and over costs a copy of it each time, not a walk over
@@ -80,6 +86,8 @@ pub struct Broker {
     /// A flush is queued to run once the mailbox is empty.
     flush_queued: bool,
     phase: Phase,
+    /// The rest of the cluster, in cluster mode.
+    remote: Option<Remote>,
 }
 
 impl Broker {
@@ -89,13 +97,21 @@ impl Broker {
         Broker {
             peers: Table::default(),
             names: Table::default(),
-            roster: BTreeSet::new(),
+            roster: BTreeMap::new(),
             who_answer: None,
             gauge,
             out: Outbound::new(limits),
             flush_queued: false,
             phase: Phase::Running,
+            remote: None,
         }
+    }
+
+    /// The same broker as one node of a cluster, reaching the other nodes
+    /// through the cluster actor at `link`.
+    pub fn in_cluster(mut self, link: ClusterLink) -> Self {
+        self.remote = Some(Remote::new(link));
+        self
     }
 }
 
@@ -130,12 +146,23 @@ impl Broker {
             wide |= self.apply(from, batch, op);
             self.settle();
         }
-        // The credit goes back to the sender when it is dropped: now, or,
-        // if the batch filled someone's outbox past half its cap, when that
-        // session has written enough (end-to-end back-pressure: a flooder
-        // slows to its reader's pace instead of getting the reader cut off),
-        // or, if it fanned out widely, once every slice it reached has gone
-        // out (a broadcaster is read as fast as its output goes out).
+        // A batch that went to other nodes comes back from each of them.
+        let credit = match &mut self.remote {
+            Some(remote) => remote.share_credit(credit),
+            None => credit,
+        };
+        self.hold_credit(credit, wide);
+    }
+
+    /// Decides when the credit of what was just handled goes back.
+    ///
+    /// The credit goes back to the sender when it is dropped: now, or,
+    /// if the batch filled someone's outbox past half its cap, when that
+    /// session has written enough (end-to-end back-pressure: a flooder
+    /// slows to its reader's pace instead of getting the reader cut off),
+    /// or, if it fanned out widely, once every slice it reached has gone
+    /// out (a broadcaster is read as fast as its output goes out).
+    fn hold_credit(&mut self, credit: Credit, wide: bool) {
         let filled = self.out.filled.take();
         if let Some(peer) = filled.and_then(|id| self.peers.get_mut(&id))
             && !peer.evicted
@@ -220,8 +247,13 @@ impl Broker {
                     reached += 1;
                 }
             }
+            if let Some(remote) = &mut self.remote {
+                remote.send_everyone(from, line);
+                reached += remote.online();
+            }
         }
         let mut missing: Vec<&str> = Vec::new();
+        let mut elsewhere = Vec::new();
         for name in names {
             let online = self
                 .names
@@ -229,7 +261,16 @@ impl Broker {
                 .and_then(|&id| Some(id).zip(self.peers.get_mut(&id)))
                 .filter(|(_, peer)| peer.is_online());
             let Some((id, peer)) = online else {
-                missing.push(name);
+                match self.remote.as_ref().and_then(|r| r.node_of(name)) {
+                    Some(node) => {
+                        // With `*`, everyone elsewhere has it already.
+                        if !everyone {
+                            elsewhere.push((node.clone(), name));
+                        }
+                        reached += 1;
+                    }
+                    None => missing.push(name),
+                }
                 continue;
             };
             // With `*`, everyone but the sender has it already.
@@ -237,6 +278,11 @@ impl Broker {
                 peer.push(id, line, wide, &mut self.out);
             }
             reached += 1;
+        }
+        if !elsewhere.is_empty()
+            && let Some(remote) = &mut self.remote
+        {
+            remote.send_named(from, elsewhere, line);
         }
         if !missing.is_empty() {
             self.push_to(from, &Reply::NotOnline(&missing).to_bytes());
@@ -268,6 +314,9 @@ impl Broker {
         }
         self.out.slices.release(&mut self.peers);
         self.out.bytes = 0;
+        if let Some(remote) = &mut self.remote {
+            remote.flush();
+        }
         if self.who_answer.is_none() {
             self.who_answer = Some(self.who());
         }
@@ -301,6 +350,12 @@ impl Broker {
                 self.names.remove(name);
                 if !peer.evicted {
                     self.leave_roster(name);
+                }
+                if let Some(remote) = &self.remote {
+                    remote.link().roster.do_send(LocalRoster {
+                        name: name.clone(),
+                        online: false,
+                    });
                 }
             }
             info!("conn {id}: {name} left");
@@ -386,38 +441,6 @@ impl Handler<Connect> for Broker {
             }
         }
         self.peers.insert(id, Peer::new(session, backlog));
-    }
-}
-
-impl Handler<NewPeer> for Broker {
-    type Result = Result<(), LoginError>;
-
-    fn handle(&mut self, msg: NewPeer, ctx: &mut Context<Self>) -> Self::Result {
-        let NewPeer { id, name } = msg;
-        if matches!(self.phase, Phase::Closing) {
-            return Err(LoginError::ShuttingDown);
-        }
-        if self.names.contains_key(name.as_str()) {
-            return Err(LoginError::Taken(name));
-        }
-        let Some(peer) = self.peers.get_mut(&id) else {
-            // Its `Connect` always comes first; a missing entry means the
-            // connection has already left.
-            return Err(LoginError::ShuttingDown);
-        };
-        let name: Name = Arc::from(name);
-        peer.name = Some(name.clone());
-        self.names.insert(name.clone(), id);
-        info!("conn {id}: logged in as {name}");
-        self.join_roster(name.clone());
-        let welcome = Reply::Welcome {
-            name: &name,
-            online: self.roster.len(),
-        };
-        self.push_to(id, &welcome.to_bytes());
-        self.settle();
-        self.flush_soon(ctx);
-        Ok(())
     }
 }
 

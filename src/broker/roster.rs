@@ -15,13 +15,22 @@ use crate::protocol;
 impl Broker {
     /// A peer is online now: it joins the roster.
     pub(super) fn join_roster(&mut self, name: Name) {
-        self.roster.insert(name);
+        *self.roster.entry(name).or_insert(0) += 1;
         self.roster_changed();
     }
 
     /// A peer is no longer online (it left or was evicted).
+    ///
+    /// The roster counts each name: in cluster mode a name can be online
+    /// on two nodes for a moment (it left one, the news has not arrived,
+    /// and it logged in on another), and it must stay listed until both
+    /// have gone.
     pub(super) fn leave_roster(&mut self, name: &Name) {
-        if self.roster.remove(name) {
+        if let Some(count) = self.roster.get_mut(name) {
+            *count -= 1;
+            if *count == 0 {
+                self.roster.remove(name);
+            }
             self.roster_changed();
         }
     }
@@ -36,7 +45,7 @@ impl Broker {
     /// much whoever is online).
     pub(super) fn who(&self) -> Vec<u8> {
         let mut out = Vec::new();
-        let names = self.roster.iter().map(|name| &**name);
+        let names = self.roster.keys().map(|name| &**name);
         protocol::write_who(&mut out, self.roster.len(), names);
         self.gauge.set_who_bytes(out.len());
         out

@@ -87,6 +87,26 @@ pub enum Reply<'a> {
         /// `--max-connections`.
         max_connections: usize,
     },
+    /// `error: names cannot be checked right now (the cluster's name
+    /// service is unavailable), try again in a moment`: a login in cluster
+    /// mode that could not be decided.
+    NamesUnavailable,
+    /// `error: the name '<name>' is held by a node that stopped answering;
+    /// it is free again within <n> seconds`.
+    NameHeldByLostNode {
+        /// The name asked for.
+        name: &'a str,
+        /// The bound on its release.
+        within_secs: u64,
+    },
+    /// `error: lost between nodes, may not have reached: <names>; send it
+    /// again`: a line relayed to another node that was not confirmed
+    /// (`*` stands for everyone on that node).
+    Undelivered(&'a [&'a str]),
+    /// `server: this node lost contact with the cluster, disconnecting;
+    /// log in again in a moment`: the last line of every user of a node
+    /// cut off from its cluster.
+    CutOff,
 }
 
 impl Reply<'_> {
@@ -139,6 +159,29 @@ impl Reply<'_> {
             Reply::ServerFull { max_connections } => error(
                 out,
                 format_args!("server full ({max_connections} connections), try again later"),
+            ),
+            Reply::NamesUnavailable => error(
+                out,
+                "names cannot be checked right now (the cluster's name service is \
+                 unavailable), try again in a moment",
+            ),
+            Reply::NameHeldByLostNode { name, within_secs } => error(
+                out,
+                format_args!(
+                    "the name '{name}' is held by a node that stopped answering; it is free \
+                     again within {within_secs} seconds"
+                ),
+            ),
+            Reply::Undelivered(names) => error(
+                out,
+                format_args!(
+                    "lost between nodes, may not have reached: {}; send it again",
+                    printable(&names.join(", "))
+                ),
+            ),
+            Reply::CutOff => server(
+                out,
+                "this node lost contact with the cluster, disconnecting; log in again in a moment",
             ),
         }
     }
@@ -317,6 +360,13 @@ mod tests {
             Reply::ServerFull {
                 max_connections: 19936,
             },
+            Reply::NamesUnavailable,
+            Reply::NameHeldByLostNode {
+                name: "alice",
+                within_secs: 30,
+            },
+            Reply::Undelivered(&["bob", "*"]),
+            Reply::CutOff,
         ]
     }
 

@@ -76,6 +76,14 @@ impl Session {
             }
             Ok(Err(LoginError::Taken(name))) => self.reply(&Reply::NameTaken(&name), ctx),
             Ok(Err(LoginError::ShuttingDown)) => self.reply(&Reply::LoginsClosed, ctx),
+            Ok(Err(LoginError::Unavailable)) => self.reply(&Reply::NamesUnavailable, ctx),
+            Ok(Err(LoginError::HeldByLostNode(within_secs))) => self.reply(
+                &Reply::NameHeldByLostNode {
+                    name: &name,
+                    within_secs,
+                },
+                ctx,
+            ),
             Err(_) => ctx.stop(),
         }
     }

@@ -4,7 +4,9 @@
 mod slices;
 
 use super::*;
-use crate::messages::{Backlog, DELIVER_OVERHEAD, Deliver, SessionLink, Shutdown, SliceShare};
+use crate::messages::{
+    Backlog, DELIVER_OVERHEAD, Deliver, LoginError, NewPeer, SessionLink, Shutdown, SliceShare,
+};
 use crate::protocol::{self, Request, parse_request};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};

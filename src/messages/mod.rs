@@ -33,6 +33,8 @@ use actix::prelude::*;
 
 use crate::batch::Batch;
 
+pub mod cluster;
+
 /// Identifies one TCP connection for its whole life. Given out by the
 /// acceptor from a counter and never reused, so a late message about a
 /// closed connection can never be mistaken for a newer one with the same
@@ -144,6 +146,14 @@ pub enum LoginError {
     /// The server is shutting down and takes no new logins.
     #[error("shutting down")]
     ShuttingDown,
+    /// Cluster mode: the name service could not decide (no quorum, no
+    /// connection, or this node is cut off from the cluster).
+    #[error("the name service is unavailable")]
+    Unavailable,
+    /// Cluster mode: the name is held by a node that stopped answering; it
+    /// is freed within the given number of seconds.
+    #[error("held by a lost node")]
+    HeldByLostNode(u64),
 }
 
 /// Session → broker: the requests found in one read of a logged-in
@@ -170,22 +180,53 @@ pub struct Route {
 /// back, so its unread input stays in the kernel and TCP slows the client
 /// down. Unlike a reply, returning a permit wakes the session only when it
 /// is actually waiting for one: no cross-thread wake-up per batch.
+///
+/// In cluster mode a credit can also stand for a frame of lines from
+/// another node ([`Credit::on_drop`]: dropping it tells that node the frame
+/// was handled), and a credit can be split ([`Credit::split`]) when a batch
+/// must wait for several things, say a slow local reader and the node of a
+/// remote recipient: the permit returns when every part is dropped.
 #[derive(Debug)]
-pub struct Credit(
+pub struct Credit(CreditKind);
+
+#[derive(Debug)]
+enum CreditKind {
+    Unlimited,
     /// Never read: holding it is the point, dropping it the signal.
-    #[allow(dead_code)]
-    Option<tokio::sync::OwnedSemaphorePermit>,
-);
+    Permit(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit),
+    Shared(#[allow(dead_code)] Arc<Credit>),
+    OnDrop(#[allow(dead_code)] cluster::HandledOnDrop),
+}
 
 impl Credit {
     /// A permit taken from a session's semaphore.
     pub fn new(permit: tokio::sync::OwnedSemaphorePermit) -> Self {
-        Credit(Some(permit))
+        Credit(CreditKind::Permit(permit))
     }
 
     /// Credit that limits nothing (tests and benchmarks).
     pub fn unlimited() -> Self {
-        Credit(None)
+        Credit(CreditKind::Unlimited)
+    }
+
+    /// A credit that, when dropped, tells the cluster a remote frame was
+    /// handled.
+    pub fn on_drop(handled: cluster::HandledOnDrop) -> Self {
+        Credit(CreditKind::OnDrop(handled))
+    }
+
+    /// Two credits that together stand for this one: it is returned once
+    /// both are dropped.
+    pub fn split(self) -> (Credit, Credit) {
+        let shared = match self.0 {
+            CreditKind::Unlimited => return (Credit::unlimited(), Credit::unlimited()),
+            CreditKind::Shared(shared) => shared,
+            kind => Arc::new(Credit(kind)),
+        };
+        (
+            Credit(CreditKind::Shared(shared.clone())),
+            Credit(CreditKind::Shared(shared)),
+        )
     }
 }
 

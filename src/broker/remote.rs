@@ -1,0 +1,353 @@
+//! The broker in cluster mode: who is online on the other nodes (the
+//! directory), the lines waiting to go to them, and what arrives from
+//! them.
+//!
+//! Routing stays one decision in `Broker::route`: a recipient who is not
+//! online here but is in the directory gets the line as a record in the
+//! buffer of its node, and the buffers go to the cluster actor at the same
+//! flush as local output. The broker never talks to NATS itself and never
+//! waits on it (`cluster/` does, on its own thread).
+//!
+//! A sender's credit stays out until every node its batch went to has
+//! handled it ([`Credit::split`]): that is what paces a flooder on one
+//! node to a slow reader on another, as on one node.
+
+use actix::prelude::*;
+use log::{info, warn};
+
+use super::{Broker, Table, slices};
+use crate::cluster::wire;
+use crate::messages::cluster::{
+    ClusterLink, Contact, Incoming, NodeId, NodeRoster, Outgoing, Reject,
+    RosterUpdate, Undelivered,
+};
+use crate::messages::{ConnId, Credit, LeaveReason, Name};
+use crate::protocol::Reply;
+
+/// A frame to a node is sent once this many bytes of records wait for it,
+/// without waiting for the end of the mailbox round (well under NATS's
+/// default 1 MiB payload limit).
+const FRAME_BYTES: usize = 256 * 1024;
+
+/// The broker's view of the rest of the cluster.
+pub(super) struct Remote {
+    link: ClusterLink,
+    /// Names online on other nodes, and where.
+    directory: Table<Name, NodeId>,
+    /// Each other node's names.
+    nodes: Table<NodeId, Table<Name, ()>>,
+    /// Records waiting to go, per node.
+    outgoing: Table<NodeId, Pending>,
+    /// Nodes the current batch wrote to (their buffers take a share of
+    /// the sender's credit).
+    touched: Vec<NodeId>,
+    /// Names being claimed in the name service by logins on this node.
+    pub(super) claiming: Table<Name, ()>,
+    /// Cut off from the cluster: no logins.
+    pub(super) cut_off: bool,
+}
+
+#[derive(Default)]
+struct Pending {
+    records: Vec<u8>,
+    credits: Vec<Credit>,
+}
+
+impl Remote {
+    /// The cluster as seen from a node that has just started: nobody
+    /// anywhere else yet.
+    pub(super) fn new(link: ClusterLink) -> Self {
+        Remote {
+            link,
+            directory: Table::default(),
+            nodes: Table::default(),
+            outgoing: Table::default(),
+            touched: Vec::new(),
+            claiming: Table::default(),
+            cut_off: false,
+        }
+    }
+
+    /// The cluster actor's address book.
+    pub(super) fn link(&self) -> &ClusterLink {
+        &self.link
+    }
+
+    /// The node `name` is online on, if another one.
+    pub(super) fn node_of(&self, name: &str) -> Option<&NodeId> {
+        self.directory.get(name)
+    }
+
+    /// Users online on other nodes.
+    pub(super) fn online(&self) -> usize {
+        self.directory.len()
+    }
+
+    /// Queues `line` from `conn` for `names`, all online elsewhere (with
+    /// their nodes): one record per node.
+    pub(super) fn send_named(&mut self, conn: ConnId, mut names: Vec<(NodeId, &str)>, line: &[u8]) {
+        names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        for group in names.chunk_by(|a, b| a.0 == b.0) {
+            let node = group[0].0.clone();
+            let names = group.iter().map(|(_, name)| *name);
+            self.pending(node, |records| {
+                wire::write_record(records, conn, false, names, line)
+            });
+        }
+    }
+
+    /// Queues `line` from `conn` for everyone on every other node.
+    pub(super) fn send_everyone(&mut self, conn: ConnId, line: &[u8]) {
+        let nodes: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(_, names)| !names.is_empty())
+            .map(|(node, _)| node.clone())
+            .collect();
+        for node in nodes {
+            self.pending(node, |records| {
+                wire::write_record(records, conn, true, std::iter::empty(), line)
+            });
+        }
+    }
+
+    fn pending(&mut self, node: NodeId, write: impl FnOnce(&mut Vec<u8>)) {
+        let pending = self.outgoing.entry(node.clone()).or_default();
+        write(&mut pending.records);
+        if !self.touched.contains(&node) {
+            self.touched.push(node.clone());
+        }
+        if pending.records.len() >= FRAME_BYTES {
+            self.send(&node);
+        }
+    }
+
+    /// The sender's credit after the current batch: each node it wrote to
+    /// keeps a share until it has handled the frame; what is returned is
+    /// the share for local output.
+    pub(super) fn share_credit(&mut self, mut credit: Credit) -> Credit {
+        for node in self.touched.drain(..) {
+            let (keep, give) = credit.split();
+            credit = keep;
+            match self.outgoing.get_mut(&node) {
+                Some(pending) if !pending.records.is_empty() => pending.credits.push(give),
+                // Already sent (the buffer filled up): the frame's
+                // credits went with it; this share is dropped.
+                _ => {}
+            }
+        }
+        credit
+    }
+
+    fn send(&mut self, node: &NodeId) {
+        if let Some(pending) = self.outgoing.get_mut(node)
+            && !pending.records.is_empty()
+        {
+            let Pending { records, credits } = std::mem::take(pending);
+            self.link.outgoing.do_send(Outgoing {
+                node: node.clone(),
+                records,
+                credits,
+            });
+        }
+    }
+
+    /// Sends every waiting frame (the broker's flush).
+    pub(super) fn flush(&mut self) {
+        let nodes: Vec<NodeId> = self
+            .outgoing
+            .iter()
+            .filter(|(_, p)| !p.records.is_empty())
+            .map(|(node, _)| node.clone())
+            .collect();
+        for node in nodes {
+            self.send(&node);
+        }
+    }
+
+    /// Applies a change of another node's roster; returns the names that
+    /// came online and went offline, for the broker's roster.
+    fn update(&mut self, node: NodeId, update: RosterUpdate) -> (Vec<Name>, Vec<Name>) {
+        let mut joined = Vec::new();
+        let mut left = Vec::new();
+        let names = self.nodes.entry(node.clone()).or_default();
+        let drop_all = |names: &mut Table<Name, ()>, left: &mut Vec<Name>| {
+            for (name, ()) in names.drain() {
+                left.push(name);
+            }
+        };
+        match update {
+            RosterUpdate::Down => drop_all(names, &mut left),
+            RosterUpdate::Replace(all) => {
+                let new: Table<Name, ()> = all.into_iter().map(|n| (n, ())).collect();
+                for name in names.keys() {
+                    if !new.contains_key(name) {
+                        left.push(name.clone());
+                    }
+                }
+                for name in new.keys() {
+                    if !names.contains_key(name) {
+                        joined.push(name.clone());
+                    }
+                }
+                *names = new;
+            }
+            RosterUpdate::Changes(changes) => {
+                for (online, name) in changes {
+                    if online {
+                        if names.insert(name.clone(), ()).is_none() {
+                            joined.push(name);
+                        }
+                    } else if names.remove(&name).is_some() {
+                        left.push(name);
+                    }
+                }
+            }
+        }
+        for name in &left {
+            if self.directory.get(name) == Some(&node) {
+                self.directory.remove(name);
+            }
+        }
+        for name in &joined {
+            self.directory.insert(name.clone(), node.clone());
+        }
+        if self.nodes.get(&node).is_some_and(|n| n.is_empty()) {
+            self.nodes.remove(&node);
+        }
+        (joined, left)
+    }
+}
+
+impl Handler<NodeRoster> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: NodeRoster, _: &mut Context<Self>) {
+        let Some(remote) = &mut self.remote else {
+            return;
+        };
+        let (joined, left) = remote.update(msg.node.clone(), msg.update);
+        if !joined.is_empty() || !left.is_empty() {
+            info!(
+                "node {}: {} came online, {} went offline",
+                msg.node,
+                joined.len(),
+                left.len()
+            );
+        }
+        for name in &left {
+            self.leave_roster(name);
+        }
+        for name in joined {
+            self.join_roster(name);
+        }
+    }
+}
+
+impl Handler<Incoming> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Incoming, ctx: &mut Context<Self>) {
+        let Incoming {
+            from,
+            payload,
+            offset,
+            credit,
+        } = msg;
+        self.out.filled = None;
+        let mut wide = false;
+        let local_online = self.names.len();
+        for record in wire::records(payload.get(offset..).unwrap_or_default()) {
+            let record = match record {
+                Ok(record) => record,
+                Err(e) => {
+                    warn!("node {from}: {e}; rest of the frame dropped");
+                    break;
+                }
+            };
+            if record.everyone {
+                let fan_out = local_online > slices::WIDE_FANOUT;
+                for (&id, peer) in &mut self.peers {
+                    if peer.is_online() {
+                        peer.push(id, record.line, fan_out, &mut self.out);
+                    }
+                }
+                wide |= fan_out;
+            } else {
+                let mut missing = String::new();
+                for name in record.recipients() {
+                    let online = self
+                        .names
+                        .get(name)
+                        .and_then(|&id| Some(id).zip(self.peers.get_mut(&id)))
+                        .filter(|(_, peer)| peer.is_online());
+                    match online {
+                        Some((id, peer)) => peer.push(id, record.line, false, &mut self.out),
+                        None => {
+                            missing.push_str(name);
+                            missing.push(',');
+                        }
+                    }
+                }
+                if !missing.is_empty()
+                    && let Some(remote) = &self.remote
+                {
+                    remote.link.reject.do_send(Reject {
+                        node: from.clone(),
+                        conn: record.conn,
+                        names: missing,
+                    });
+                }
+            }
+            self.settle();
+        }
+        self.hold_credit(credit, wide);
+        self.flush_soon(ctx);
+    }
+}
+
+impl Handler<Undelivered> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Undelivered, ctx: &mut Context<Self>) {
+        let names: Vec<&str> = msg.names.iter().map(String::as_str).collect();
+        let reply = if msg.lost {
+            Reply::Undelivered(&names)
+        } else {
+            Reply::NotOnline(&names)
+        };
+        self.push_to(msg.conn, &reply.to_bytes());
+        self.flush_soon(ctx);
+    }
+}
+
+impl Handler<Contact> for Broker {
+    type Result = ();
+
+    fn handle(&mut self, msg: Contact, _: &mut Context<Self>) {
+        let Some(remote) = &mut self.remote else {
+            return;
+        };
+        match msg {
+            Contact::Regained => {
+                info!("cluster: contact regained; taking logins again");
+                remote.cut_off = false;
+            }
+            Contact::Lost => {
+                warn!("cluster: cut off from the cluster; disconnecting every user");
+                remote.cut_off = true;
+                let online: Vec<ConnId> = self
+                    .peers
+                    .iter()
+                    .filter(|(_, peer)| peer.name.is_some())
+                    .map(|(&id, _)| id)
+                    .collect();
+                let line = Reply::CutOff.to_bytes();
+                for id in online {
+                    self.push_to(id, &line);
+                    self.remove(id, LeaveReason::Gone);
+                }
+            }
+        }
+    }
+}
