@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::cluster::{ClusterConfig, Timing, keys};
 use crate::sched::BrokerSched;
 
 /// The validated settings of a server.
@@ -31,6 +32,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How the broker's thread is scheduled.
     pub broker_sched: BrokerSched,
+    /// Cluster mode: the cluster to join (`None`: a single node, no NATS).
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for Config {
@@ -44,6 +47,7 @@ impl Default for Config {
             login_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(5),
             broker_sched: BrokerSched::Batch,
+            cluster: None,
         }
     }
 }
@@ -92,6 +96,23 @@ pub struct ServerArgs {
     /// Scheduling policy of the broker's thread: batch (SCHED_BATCH, it does not preempt the workers) or normal.
     #[arg(long, value_enum, default_value_t = BrokerSched::Batch, value_name = "POLICY")]
     pub broker_sched: BrokerSched,
+
+    /// Join the cluster served by these NATS servers (comma-separated, e.g. nats://127.0.0.1:4222,nats://10.0.0.2:4222); without it, a single node and no NATS.
+    #[arg(long, value_name = "URLS")]
+    pub cluster: Option<String>,
+
+    /// Keeps several achat clusters apart on one NATS (letters, digits, - and _).
+    #[arg(
+        long,
+        default_value = "achat",
+        value_name = "NAME",
+        requires = "cluster"
+    )]
+    pub cluster_name: String,
+
+    /// This node's id in the cluster, unique (letters, digits, - and _) [default: random, logged at start].
+    #[arg(long, value_name = "ID", requires = "cluster")]
+    pub node_id: Option<String>,
 }
 
 /// Why a command line was refused after parsing.
@@ -106,6 +127,14 @@ pub enum ConfigError {
         outbox: u64,
         /// The least that works.
         needed: u64,
+    },
+    /// A cluster name or node id that cannot be part of a NATS subject.
+    #[error("{flag}: {why}")]
+    BadId {
+        /// The flag.
+        flag: &'static str,
+        /// What is wrong with it.
+        why: keys::IdError,
     },
     /// The cap for all connections is below the cap for one.
     #[error(
@@ -137,7 +166,26 @@ impl ServerArgs {
                 outbox: self.max_outbox_bytes,
             });
         }
+        let cluster = match &self.cluster {
+            None => None,
+            Some(urls) => {
+                let bad = |flag| move |why| ConfigError::BadId { flag, why };
+                keys::validate_id(&self.cluster_name).map_err(bad("--cluster-name"))?;
+                let node_id = self
+                    .node_id
+                    .clone()
+                    .unwrap_or_else(crate::cluster::random_node_id);
+                keys::validate_id(&node_id).map_err(bad("--node-id"))?;
+                Some(ClusterConfig {
+                    urls: urls.clone(),
+                    cluster_name: self.cluster_name.clone(),
+                    node_id,
+                    timing: Timing::default(),
+                })
+            }
+        };
         Ok(Config {
+            cluster,
             workers: self.workers.map_or_else(default_workers, usize::from),
             max_connections: saturate(self.max_connections),
             max_line_bytes: saturate(self.max_line_bytes),
@@ -235,8 +283,31 @@ mod tests {
                 login_timeout: Duration::from_secs(2),
                 shutdown_grace: Duration::from_millis(250),
                 broker_sched: BrokerSched::Normal,
+                cluster: None,
             }
         );
+        let clustered = args(&[
+            "--cluster",
+            "nats://127.0.0.1:4223,nats://127.0.0.1:4224",
+            "--cluster-name",
+            "team",
+            "--node-id",
+            "n-1",
+        ])
+        .unwrap()
+        .config()
+        .unwrap();
+        assert_eq!(
+            clustered.cluster,
+            Some(ClusterConfig {
+                urls: "nats://127.0.0.1:4223,nats://127.0.0.1:4224".into(),
+                cluster_name: "team".into(),
+                node_id: "n-1".into(),
+                timing: Timing::default(),
+            })
+        );
+        let random = args(&["--cluster", "nats://x"]).unwrap().config().unwrap();
+        assert_eq!(random.cluster.map(|c| c.node_id.len()), Some(8));
     }
 
     #[test]
@@ -244,6 +315,12 @@ mod tests {
         assert!(args(&["--workers", "0"]).is_err());
         assert!(args(&["--max-line-bytes", "0"]).is_err());
         assert!(args(&["--login-timeout", "soon"]).is_err());
+        assert!(
+            args(&["--node-id", "n1"]).is_err(),
+            "--node-id needs --cluster"
+        );
+        let bad_id = args(&["--cluster", "nats://x", "--node-id", "a.b"]).unwrap();
+        assert!(matches!(bad_id.config(), Err(ConfigError::BadId { .. })));
         let small = args(&["--max-line-bytes", "4096", "--max-outbox-bytes", "4000"]).unwrap();
         assert!(matches!(
             small.config(),

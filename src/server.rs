@@ -37,6 +37,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::broker::{Broker, OutboxLimits};
+use crate::cluster::{Cluster, ClusterStop};
 use crate::config::Config;
 use crate::messages::{BrokerLink, ConnId, RosterGauge, Shutdown};
 use crate::protocol::Reply;
@@ -110,11 +111,32 @@ pub async fn run(
         per_peer: config.max_outbox_bytes,
         total: config.max_total_outbox_bytes,
     };
+    let cluster = match &config.cluster {
+        Some(cluster) => Some(join_cluster(cluster, config.max_line_bytes).await?),
+        None => None,
+    };
     let gauge = Arc::new(RosterGauge::default());
     let broker_gauge = gauge.clone();
+    let cluster_link = cluster
+        .as_ref()
+        .map(|(_, addr, node)| Cluster::link(addr, node.clone()));
     let broker = Broker::start_in_arbiter(&broker_arbiter.handle(), move |_| {
-        Broker::new(limits, broker_gauge)
+        let broker = Broker::new(limits, broker_gauge);
+        match cluster_link {
+            Some(link) => broker.in_cluster(link),
+            None => broker,
+        }
     });
+    if let Some((_, cluster, _)) = &cluster {
+        let attached = cluster
+            .send(crate::cluster::Attach(broker_cluster_link(&broker)))
+            .await;
+        match attached {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(io::Error::other(format!("cluster: cannot subscribe: {e}"))),
+            Err(e) => return Err(io::Error::other(format!("cluster: {e}"))),
+        }
+    }
     let mut workers = Vec::with_capacity(config.workers);
     for _ in 0..config.workers.max(1) {
         let worker = Arbiter::try_new()?;
@@ -174,17 +196,72 @@ pub async fn run(
     if tokio::time::timeout_at(deadline, refused).await.is_err() {
         warn!("shutdown: grace period over; closing connections still being turned away");
     }
-    broker_arbiter.stop();
-    for worker in &workers {
-        worker.stop();
+    let mut arbiters = vec![broker_arbiter];
+    if let Some((arbiter, cluster, _)) = cluster {
+        // The names of those who left are freed before the node goes.
+        let stopped = cluster.send(ClusterStop {
+            deadline: deadline.into_std(),
+        });
+        if tokio::time::timeout_at(deadline, stopped).await.is_err() {
+            warn!("shutdown: the cluster did not finish in time");
+        }
+        arbiters.push(arbiter);
     }
-    for arbiter in std::iter::once(broker_arbiter).chain(workers) {
+    for arbiter in arbiters.iter().chain(&workers) {
+        arbiter.stop();
+    }
+    for arbiter in arbiters.into_iter().chain(workers) {
         if arbiter.join().is_err() {
             error!("shutdown: an arbiter thread panicked");
         }
     }
     info!("shutdown: done in {:?}", started.elapsed());
     Ok(())
+}
+
+/// Connects to the cluster on an arbiter of its own (the NATS client's
+/// tasks live there) and starts the cluster actor.
+async fn join_cluster(
+    config: &crate::cluster::ClusterConfig,
+    max_line_bytes: usize,
+) -> io::Result<(Arbiter, Addr<Cluster>, crate::messages::cluster::NodeId)> {
+    let arbiter = Arbiter::try_new()?;
+    let (connected_tx, connected) = oneshot::channel();
+    let for_arbiter = config.clone();
+    arbiter.spawn(async move {
+        let _ = connected_tx.send(Cluster::connect(&for_arbiter).await);
+    });
+    let cluster = connected
+        .await
+        .map_err(|_| io::Error::other("cluster: the cluster's thread ended"))?
+        .map_err(io::Error::other)?;
+    // One relayed line and its recipients, plus a full frame, must fit in
+    // one NATS message.
+    let needed = 2 * max_line_bytes + crate::cluster::MAX_FRAME_BYTES;
+    if cluster.max_payload() < needed {
+        return Err(io::Error::other(format!(
+            "cluster: --max-line-bytes {max_line_bytes} needs NATS messages of {needed} bytes; \
+             the server allows {} (max_payload)",
+            cluster.max_payload()
+        )));
+    }
+    let node = cluster.node_id();
+    info!(
+        "cluster: node {node} of cluster {} (NATS {})",
+        config.cluster_name, config.urls
+    );
+    let addr = Cluster::start_in_arbiter(&arbiter.handle(), move |_| cluster);
+    Ok((arbiter, addr, node))
+}
+
+/// Where the cluster actor reaches the broker.
+fn broker_cluster_link(broker: &Addr<Broker>) -> crate::messages::cluster::BrokerClusterLink {
+    crate::messages::cluster::BrokerClusterLink {
+        incoming: broker.clone().recipient(),
+        roster: broker.clone().recipient(),
+        undelivered: broker.clone().recipient(),
+        contact: broker.clone().recipient(),
+    }
 }
 
 /// The accept loop's state.

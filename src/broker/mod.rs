@@ -328,7 +328,9 @@ impl Broker {
     fn flush_soon(&mut self, ctx: &mut Context<Self>) {
         if self.out.bytes >= FLUSH_AT_BYTES {
             self.flush();
-        } else if (!self.out.dirty.is_empty() || self.out.slices.can_release())
+        } else if (!self.out.dirty.is_empty()
+            || self.out.slices.can_release()
+            || self.remote.as_ref().is_some_and(|r| r.waiting))
             && !self.flush_queued
         {
             self.flush_queued = true;

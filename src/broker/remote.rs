@@ -18,8 +18,7 @@ use log::{info, warn};
 use super::{Broker, Table, slices};
 use crate::cluster::wire;
 use crate::messages::cluster::{
-    ClusterLink, Contact, Incoming, NodeId, NodeRoster, Outgoing, Reject,
-    RosterUpdate, Undelivered,
+    ClusterLink, Contact, Incoming, NodeId, NodeRoster, Outgoing, Reject, RosterUpdate, Undelivered,
 };
 use crate::messages::{ConnId, Credit, LeaveReason, Name};
 use crate::protocol::Reply;
@@ -27,7 +26,7 @@ use crate::protocol::Reply;
 /// A frame to a node is sent once this many bytes of records wait for it,
 /// without waiting for the end of the mailbox round (well under NATS's
 /// default 1 MiB payload limit).
-const FRAME_BYTES: usize = 256 * 1024;
+const FRAME_BYTES: usize = crate::cluster::MAX_FRAME_BYTES;
 
 /// The broker's view of the rest of the cluster.
 pub(super) struct Remote {
@@ -45,6 +44,8 @@ pub(super) struct Remote {
     pub(super) claiming: Table<Name, ()>,
     /// Cut off from the cluster: no logins.
     pub(super) cut_off: bool,
+    /// Some buffer has records waiting for the next flush.
+    pub(super) waiting: bool,
 }
 
 #[derive(Default)]
@@ -65,6 +66,7 @@ impl Remote {
             touched: Vec::new(),
             claiming: Table::default(),
             cut_off: false,
+            waiting: false,
         }
     }
 
@@ -114,6 +116,7 @@ impl Remote {
     fn pending(&mut self, node: NodeId, write: impl FnOnce(&mut Vec<u8>)) {
         let pending = self.outgoing.entry(node.clone()).or_default();
         write(&mut pending.records);
+        self.waiting = true;
         if !self.touched.contains(&node) {
             self.touched.push(node.clone());
         }
@@ -154,6 +157,9 @@ impl Remote {
 
     /// Sends every waiting frame (the broker's flush).
     pub(super) fn flush(&mut self) {
+        if !std::mem::take(&mut self.waiting) {
+            return;
+        }
         let nodes: Vec<NodeId> = self
             .outgoing
             .iter()

@@ -102,7 +102,9 @@ impl Outbound {
     pub fn fail_all(&mut self) -> Vec<Unconfirmed> {
         self.bytes = 0;
         self.sent = 0;
-        std::mem::take(&mut self.unconfirmed).into_values().collect()
+        std::mem::take(&mut self.unconfirmed)
+            .into_values()
+            .collect()
     }
 }
 

@@ -292,7 +292,11 @@ impl Presence<'_> {
         let changes = (0..n)
             .map(|_| Ok((r.u8()? != 0, r.str8()?)))
             .collect::<Result<_, Malformed>>()?;
-        Ok(Presence { from, generation, changes })
+        Ok(Presence {
+            from,
+            generation,
+            changes,
+        })
     }
 }
 
@@ -466,7 +470,13 @@ mod tests {
     #[test]
     fn every_frame_round_trips() {
         let mut records = Vec::new();
-        write_record(&mut records, 7, false, ["bob", "zoë"].into_iter(), b"from a: hi\n");
+        write_record(
+            &mut records,
+            7,
+            false,
+            ["bob", "zoë"].into_iter(),
+            b"from a: hi\n",
+        );
         write_record(&mut records, 8, true, std::iter::empty(), b"from a: all\n");
         round_trip(Frame::Lines {
             seq: 42,
@@ -487,7 +497,13 @@ mod tests {
     #[test]
     fn records_come_back_in_order() {
         let mut buf = Vec::new();
-        write_record(&mut buf, 7, false, ["bob", "zoë"].into_iter(), b"from a: hi\n");
+        write_record(
+            &mut buf,
+            7,
+            false,
+            ["bob", "zoë"].into_iter(),
+            b"from a: hi\n",
+        );
         write_record(&mut buf, 8, true, std::iter::empty(), b"from a: all\n");
         let frame = lines_frame("n1", 5, &buf);
         let Ok(Envelope {
