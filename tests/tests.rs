@@ -11,6 +11,7 @@ mod util;
 
 mod chaos;
 mod chat;
+mod cluster;
 // They run the achat-client binary, built only with the `client` feature.
 #[cfg(feature = "client")]
 mod client;
@@ -20,5 +21,6 @@ mod faults;
 mod hostile;
 mod limits;
 mod login;
+mod nats;
 mod netcat;
 mod shutdown;

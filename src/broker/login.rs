@@ -35,7 +35,10 @@ impl Broker {
             if remote.cut_off {
                 return Err(LoginError::Unavailable);
             }
-            if remote.claiming.contains_key(name) || remote.node_of(name).is_some() {
+            // Being claimed here. (A name another node is listed with is
+            // asked for all the same: the list may be a moment old, and
+            // the name service decides.)
+            if remote.claiming.contains_key(name) {
                 return Err(taken());
             }
         }

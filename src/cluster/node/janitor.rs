@@ -106,6 +106,7 @@ impl Cluster {
                     match renewed {
                         Ok(_) => {
                             this.lease.renewed = now;
+                            this.retry_releases();
                             if this.lease.cut_off {
                                 this.lease.cut_off = false;
                                 if let Some(broker) = &this.broker {

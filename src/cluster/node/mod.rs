@@ -75,6 +75,9 @@ impl Subjects {
     fn presence(&self) -> String {
         format!("{}.presence", self.prefix)
     }
+    fn holds(&self, node: &str) -> String {
+        format!("{}.holds.{node}", self.prefix)
+    }
     fn roster_request(&self, node: &str) -> String {
         format!("{}.roster.{node}", self.prefix)
     }
@@ -110,6 +113,10 @@ pub struct Cluster {
     lease: janitor::Lease,
     /// Releases in flight hold a clone; shutdown waits for all to drop.
     releases: (mpsc::Sender<()>, Option<mpsc::Receiver<()>>),
+    /// Releases that failed (no quorum, say): tried again whenever the
+    /// lease is renewed, so no name stays held by a node that let go of it.
+    unreleased: Vec<(Name, u64)>,
+    myself: Option<actix::WeakAddr<Cluster>>,
 }
 
 impl Cluster {
@@ -143,18 +150,20 @@ impl Cluster {
                 urls: config.urls.clone(),
                 source,
             })?;
-        let names = NameService::open(client.clone(), &config.cluster_name, None)
-            .await
-            .map_err(|e| ClusterError::Names(e.to_string()))?
-            .with_timeout(config.timing.request_timeout);
         let me: NodeId = Arc::from(config.node_id.as_str());
-        janitor::free_leftovers(&names, &me)
-            .await
-            .map_err(|e| ClusterError::Names(e.to_string()))?;
-        names
-            .renew_lease(&me)
-            .await
-            .map_err(|e| ClusterError::Names(e.to_string()))?;
+        // A stream just created by several nodes at once may take a moment
+        // to elect its leader: the set-up is tried again, bounded.
+        let deadline = Instant::now() + config.timing.request_timeout * 3;
+        let names = loop {
+            match open_names(client.clone(), config, &me).await {
+                Ok(names) => break names,
+                Err(e) if Instant::now() < deadline => {
+                    debug!("cluster: name service not ready yet ({e}); trying again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(ClusterError::Names(e.to_string())),
+            }
+        };
         let (publish, publish_rx) = mpsc::unbounded_channel();
         let (releases_tx, releases_rx) = mpsc::channel(1);
         Ok(Cluster {
@@ -178,6 +187,8 @@ impl Cluster {
             flush_queued: false,
             lease: janitor::Lease::new(Instant::now()),
             releases: (releases_tx, Some(releases_rx)),
+            unreleased: Vec::new(),
+            myself: None,
         })
     }
 
@@ -437,6 +448,34 @@ impl Cluster {
     }
 }
 
+/// A release that failed, to try again.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct ReleaseFailed(Name, u64);
+
+impl Handler<ReleaseFailed> for Cluster {
+    type Result = ();
+
+    fn handle(&mut self, msg: ReleaseFailed, _: &mut Context<Self>) {
+        self.unreleased.push((msg.0, msg.1));
+    }
+}
+
+/// Opens the name service, frees what this node id held in an earlier
+/// life, and takes the lease.
+async fn open_names(
+    client: async_nats::Client,
+    config: &ClusterConfig,
+    me: &str,
+) -> Result<NameService, super::names::NameServiceError> {
+    let names = NameService::open(client, &config.cluster_name, None)
+        .await?
+        .with_timeout(config.timing.request_timeout);
+    janitor::free_leftovers(&names, me).await?;
+    names.renew_lease(me).await?;
+    Ok(names)
+}
+
 /// What the publishing task is asked to do, in order.
 enum Publish {
     Message(String, Bytes),
@@ -449,6 +488,7 @@ impl Actor for Cluster {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(0);
+        self.myself = Some(ctx.address().downgrade());
         if let Some(mut rx) = self.publish_rx.take() {
             let client = self.client.clone();
             actix::spawn(async move {
@@ -491,6 +531,7 @@ impl Handler<Attach> for Cluster {
                 s.beat(),
                 s.presence(),
                 s.roster_request(&me),
+                s.holds(&me),
                 format!("{}.rosters.{me}.*", s.prefix),
             ] {
                 let subscription = client.subscribe(subject).await;
@@ -523,6 +564,7 @@ enum Inbox {
     Beat,
     Presence,
     RosterRequest,
+    Holds,
     RosterAnswer,
 }
 
@@ -537,6 +579,7 @@ impl Cluster {
             "beat" => Inbox::Beat,
             "presence" => Inbox::Presence,
             "roster" => Inbox::RosterRequest,
+            "holds" => Inbox::Holds,
             "rosters" if tail.starts_with(&*self.me) => Inbox::RosterAnswer,
             _ => return None,
         })
@@ -575,6 +618,16 @@ impl StreamHandler<async_nats::Message> for Cluster {
                         .nodes
                         .presence(&from, p.generation, changes, Instant::now());
                     self.act(actions);
+                }
+            }
+            Inbox::Holds => {
+                if let Some(reply) = msg.reply {
+                    let held = std::str::from_utf8(&msg.payload)
+                        .is_ok_and(|name| self.held.contains_key(name));
+                    self.send(
+                        reply.to_string(),
+                        if held { b"1".to_vec() } else { b"0".to_vec() },
+                    );
                 }
             }
             Inbox::RosterRequest => {
@@ -672,18 +725,29 @@ impl Handler<LocalRoster> for Cluster {
 }
 
 impl Cluster {
-    /// Frees a name in the name service, in the background.
+    /// Frees a name in the name service, in the background; one that
+    /// fails is tried again after the next renewal of the lease.
     fn release(&self, name: Name, revision: u64) {
         let names = self.names.clone();
         let in_flight = self.releases.0.clone();
+        let this = self.myself.clone();
         actix::spawn(async move {
             let _in_flight = in_flight;
             if let Err(e) = names.release(&name, revision).await {
-                // The janitors free it once this node's lease is stale,
-                // or this node at its next start.
-                warn!("cluster: could not free the name {name}: {e}");
+                warn!("cluster: could not free the name {name} (tried again later): {e}");
+                if let Some(this) = this.and_then(|weak| weak.upgrade()) {
+                    this.do_send(ReleaseFailed(name, revision));
+                }
             }
         });
+    }
+
+    /// Tries the failed releases again (the lease was just renewed: the
+    /// name service answers again).
+    fn retry_releases(&mut self) {
+        for (name, revision) in std::mem::take(&mut self.unreleased) {
+            self.release(name, revision);
+        }
     }
 
     /// One claim, and what it means here.
@@ -717,23 +781,19 @@ impl Cluster {
                     Err(ClaimRefused::Unavailable)
                 }
                 Err(ClaimError::Taken { holder, .. }) => {
-                    let holder_here = holder == *this.me && !this.held.contains_key(&name);
-                    let alive = holder == *this.me || this.nodes.is_alive(&holder);
-                    if !alive {
+                    if holder == *this.me {
+                        if this.held.contains_key(&name) {
+                            Err(ClaimRefused::Taken)
+                        } else {
+                            // This node's own release is on its way.
+                            return this.claim_again(name, attempt);
+                        }
+                    } else if !this.nodes.is_alive(&holder) {
                         Err(ClaimRefused::HeldByLostNode(
                             this.timing.names_freed_within(),
                         ))
-                    } else if (holder_here || !this.nodes.holds(&holder, &name)) && attempt < 5 {
-                        // Not online where it is held: a release on its
-                        // way (say, a `/quit` there a moment ago). Ask again.
-                        let wait = Duration::from_millis(100 << attempt);
-                        return Box::pin(
-                            tokio::time::sleep(wait)
-                                .into_actor(this)
-                                .then(move |(), this, _| this.claim_once(name, attempt + 1)),
-                        );
                     } else {
-                        Err(ClaimRefused::Taken)
+                        return this.ask_holder(holder, name, attempt);
                     }
                 }
             };
@@ -742,7 +802,42 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// The name is held by a live node: it alone knows whether its user is
+    /// still there or the name is on its way back (a `/quit` there a
+    /// moment ago, its release not applied yet). Asked, not guessed.
+    fn ask_holder(&mut self, holder: String, name: Name, attempt: u32) -> ClaimFuture {
+        let client = self.client.clone();
+        let subject = self.subjects.holds(&holder);
+        let question = Bytes::from(name.as_bytes().to_vec());
+        let timeout = self.timing.request_timeout;
+        Box::pin(
+            async move { tokio::time::timeout(timeout, client.request(subject, question)).await }
+                .into_actor(self)
+                .then(move |answer, this, _| match answer {
+                    Ok(Ok(reply)) if &reply.payload[..] == b"0" => this.claim_again(name, attempt),
+                    _ => boxed_ready(Err(ClaimRefused::Taken)),
+                }),
+        )
+    }
+
+    /// Claims again after a short pause, a few times at most.
+    fn claim_again(&mut self, name: Name, attempt: u32) -> ClaimFuture {
+        if attempt >= 6 {
+            return boxed_ready(Err(ClaimRefused::Taken));
+        }
+        Box::pin(
+            tokio::time::sleep(Duration::from_millis(20 << attempt))
+                .into_actor(self)
+                .then(move |(), this, _| this.claim_once(name, attempt + 1)),
+        )
+    }
+}
+
 use std::pin::Pin;
+
+/// A claim in progress, with access to the actor.
+type ClaimFuture = Pin<Box<dyn ActorFuture<Cluster, Output = Result<(), ClaimRefused>>>>;
 
 fn boxed_ready(
     outcome: Result<(), ClaimRefused>,
