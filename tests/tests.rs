@@ -12,6 +12,7 @@ mod util;
 mod chaos;
 mod chat;
 mod cluster;
+mod cluster_faults;
 // They run the achat-client binary, built only with the `client` feature.
 #[cfg(feature = "client")]
 mod client;

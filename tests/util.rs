@@ -142,6 +142,16 @@ impl Client {
         (self.reader, self.writer)
     }
 
+    /// The client again, from its halves (see [`Client::split`]).
+    pub fn rejoin(reader: BufReader<OwnedReadHalf>, writer: ClientWriter, name: &str) -> Client {
+        Client {
+            reader,
+            writer,
+            name: name.to_owned(),
+            syncs: 0,
+        }
+    }
+
     /// Half-closes: no more input from us; the server may still answer.
     pub async fn shutdown_write(&mut self) {
         self.writer.writer.shutdown().await.expect("shutdown");
