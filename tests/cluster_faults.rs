@@ -256,3 +256,45 @@ async fn a_stuck_remote_reader_is_cut_off_and_the_flooder_goes_on() {
     }
     drop(bob);
 }
+
+#[tokio::test]
+async fn nats_unreachable_at_start_is_a_clear_error_and_a_failed_exit() {
+    // A port nobody listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_achat-server"))
+        .args(["--bind", "127.0.0.1:0", "--cluster"])
+        .arg(format!("nats://127.0.0.1:{port}"))
+        .env("RUST_LOG", "off")
+        .kill_on_drop(true)
+        .output();
+    let out = tokio::time::timeout(crate::util::WAIT, out)
+        .await
+        .expect("the server gave up in time")
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot connect to NATS at nats://127.0.0.1:"), "{err}");
+}
+
+#[tokio::test]
+async fn a_node_that_shuts_down_says_goodbye_and_gives_its_names_back_at_once() {
+    let Some(mut f) = Fixture::start(2).await else {
+        return;
+    };
+    let mut alice = f.login(0, "alice").await;
+    let mut bob = f.login(1, "bob").await;
+    wait_who(&mut alice, 2).await;
+    let node = f.nodes.remove(1);
+    node.shutdown().await;
+    bob.expect("server: shutting down").await;
+    // Offline at once (its last heartbeat says it is leaving) ...
+    assert_eq!(wait_who(&mut alice, 1).await, ["alice"]);
+    // ... and the name free at once: it was released before the node went.
+    let mut again = Client::connect(f.addr(0)).await;
+    again.send("bob").await;
+    again.expect_prefix("server: welcome bob ").await;
+}
