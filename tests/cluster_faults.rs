@@ -277,7 +277,10 @@ async fn nats_unreachable_at_start_is_a_clear_error_and_a_failed_exit() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot connect to NATS at nats://127.0.0.1:"), "{err}");
+    assert!(
+        err.contains("cannot connect to NATS at nats://127.0.0.1:"),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! The broker with small test actors in place of sessions: each records
 //! what it is sent into a channel the test reads.
 
+mod remote;
 mod slices;
 
 use super::*;
