@@ -195,7 +195,7 @@ enum CreditKind {
     /// Never read: holding it is the point, dropping it the signal.
     Permit(#[allow(dead_code)] tokio::sync::OwnedSemaphorePermit),
     Shared(#[allow(dead_code)] Arc<Credit>),
-    OnDrop(#[allow(dead_code)] cluster::HandledOnDrop),
+    OnDrop(#[allow(dead_code)] Box<cluster::HandledOnDrop>),
 }
 
 impl Credit {
@@ -212,7 +212,7 @@ impl Credit {
     /// A credit that, when dropped, tells the cluster a remote frame was
     /// handled.
     pub fn on_drop(handled: cluster::HandledOnDrop) -> Self {
-        Credit(CreditKind::OnDrop(handled))
+        Credit(CreditKind::OnDrop(Box::new(handled)))
     }
 
     /// Two credits that together stand for this one: it is returned once
@@ -388,6 +388,13 @@ pub struct BrokerLink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_credit_stays_small() {
+        // Every Route and every held credit carries one: cluster mode's
+        // variants must not make the single-node path's messages bigger.
+        assert!(std::mem::size_of::<Credit>() <= 24);
+    }
 
     #[test]
     fn backlog_counts() {
