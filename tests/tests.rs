@@ -20,5 +20,6 @@ mod faults;
 mod hostile;
 mod limits;
 mod login;
+mod nats;
 mod netcat;
 mod shutdown;
