@@ -31,7 +31,8 @@
 //! - [`limits`]: fitting `--max-connections` to the descriptor limit;
 //! - [`sched`]: the broker thread's scheduling policy;
 //! - [`tcp`]: a connection's capped send buffer, and its unsent bytes
-//!   (with `sched`, the crate's two `unsafe` system calls).
+//!   (with `sched`, the crate's two `unsafe` system calls);
+//! - [`cluster`]: cluster mode over NATS (the name service on JetStream).
 //!
 //! `achat-server` (`src/bin/achat-server.rs`) is thin: parse the command
 //! line, set up logging, bind, call the library. `achat-client`
@@ -41,6 +42,7 @@
 
 pub mod batch;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod limits;
 pub mod line_reader;

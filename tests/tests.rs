@@ -20,6 +20,7 @@ mod faults;
 mod hostile;
 mod limits;
 mod login;
+mod names;
 mod nats;
 mod netcat;
 mod shutdown;
