@@ -31,7 +31,10 @@
 //! - [`limits`]: fitting `--max-connections` to the descriptor limit;
 //! - [`sched`]: the broker thread's scheduling policy;
 //! - [`tcp`]: a connection's capped send buffer, and its unsent bytes
-//!   (with `sched`, the crate's two `unsafe` system calls).
+//!   (with `sched`, the crate's two `unsafe` system calls);
+//! - [`cluster`]: cluster mode over NATS: the [`cluster::Cluster`] actor
+//!   (on an arbiter of its own) that carries lines and presence between
+//!   nodes, and the name service on JetStream;
 //!
 //! `achat-server` (`src/bin/achat-server.rs`) is thin: parse the command
 //! line, set up logging, bind, call the library. `achat-client`

@@ -5,13 +5,15 @@
 //! failure clocks ([`fast`]); the node killed with SIGKILL is a real
 //! `achat-server` process. Every wait is bounded.
 
+#![allow(unreachable_pub)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use achat::cluster::{ClusterConfig, Timing};
 
 use crate::nats::NatsCluster;
-use crate::util::{Client, Deadline, TestServer, WAIT, start_with, test_config};
+use crate::util::{Client, Deadline, TestServer, start_with, test_config};
 
 /// Failure clocks short enough for tests, in the same proportions as the
 /// defaults.

@@ -229,10 +229,27 @@ impl NatsCluster {
     /// Starts server `i` again (killing it first if it runs) on the same
     /// ports with the same store, and waits until it takes clients and
     /// answers JetStream requests: its streams may still be catching up.
+    /// JetStream answers only with a quorum of servers up: to bring back a
+    /// majority at once use [`Self::restart_all`].
     pub async fn restart(&mut self, i: usize) {
         self.servers[i].kill();
         self.servers[i].spawn();
         self.wait_jetstream(i, Instant::now() + START_WAIT).await;
+    }
+
+    /// Kills every server (SIGKILL) and starts them all again, then waits
+    /// as [`Self::restart`] does for each.
+    pub async fn restart_all(&mut self) {
+        for server in &mut self.servers {
+            server.kill();
+        }
+        for server in &mut self.servers {
+            server.spawn();
+        }
+        let deadline = Instant::now() + START_WAIT;
+        for i in 0..self.servers.len() {
+            self.wait_jetstream(i, deadline).await;
+        }
     }
 
     /// A client of server `i` alone (it does not fail over to the others,
@@ -246,18 +263,13 @@ impl NatsCluster {
     /// Polls server `i` until a `$JS.API.INFO` request gets an answer
     /// without an error, or panics at `deadline`.
     async fn wait_jetstream(&self, i: usize, deadline: Instant) {
-        let mut last = String::from("no attempt");
-        while Instant::now() < deadline {
-            match probe_jetstream(&self.url(i)).await {
-                Ok(()) => return,
-                Err(e) => last = e,
-            }
-            tokio::time::sleep(PROBE_INTERVAL).await;
+        let url = self.url(i);
+        if let Err(last) = poll(deadline, || probe_jetstream(&url)).await {
+            panic!(
+                "nats-server n{i} not ready within {START_WAIT:?}: {last}\n{}",
+                self.log_tails()
+            );
         }
-        panic!(
-            "nats-server n{i} not ready within {START_WAIT:?}: {last}\n{}",
-            self.log_tails()
-        );
     }
 
     /// Polls until a stream replicated min(3, n) times can be created
@@ -268,18 +280,13 @@ impl NatsCluster {
             return;
         }
         let replicas = self.servers.len().min(3);
-        let mut last = String::from("no attempt");
-        while Instant::now() < deadline {
-            match probe_stream(&self.url(0), replicas).await {
-                Ok(()) => return,
-                Err(e) => last = e,
-            }
-            tokio::time::sleep(PROBE_INTERVAL).await;
+        let url = self.url(0);
+        if let Err(last) = poll(deadline, || probe_stream(&url, replicas)).await {
+            panic!(
+                "no R{replicas} stream could be created within {START_WAIT:?}: {last}\n{}",
+                self.log_tails()
+            );
         }
-        panic!(
-            "no R{replicas} stream could be created within {START_WAIT:?}: {last}\n{}",
-            self.log_tails()
-        );
     }
 
     /// The last lines of every server's log, for a failure message.
@@ -311,6 +318,23 @@ impl Drop for NatsCluster {
             );
         }
     }
+}
+
+/// Runs `probe` until it succeeds; at `deadline`, its last error.
+async fn poll<F, Fut>(deadline: Instant, mut probe: F) -> Result<(), String>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let mut last = String::from("no attempt");
+    while Instant::now() < deadline {
+        match probe().await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = e,
+        }
+        tokio::time::sleep(PROBE_INTERVAL).await;
+    }
+    Err(last)
 }
 
 /// A client of `url` only, every wait bounded by `timeout`.

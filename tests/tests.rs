@@ -22,6 +22,7 @@ mod faults;
 mod hostile;
 mod limits;
 mod login;
+mod names;
 mod nats;
 mod netcat;
 mod shutdown;

@@ -60,7 +60,7 @@ type Table<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// the mailbox never empties.
 const FLUSH_AT_BYTES: usize = 256 * 1024;
 
-/// The broker actor: the owner of who is online. It handles [`NewPeer`]
+/// The broker actor: the owner of who is online. It handles [`NewPeer`](crate::messages::NewPeer)
 /// (take a name) and [`Route`] (messages to deliver) among others, one at
 /// a time from its mailbox: that mailbox is the one serialization point, so
 /// no mutex guards the peers. See the module documentation.

@@ -15,7 +15,7 @@
 //!   the others' announcements, with repair of whatever was missed (pure);
 //! - [`keys`] and [`names`]: the name service on JetStream KV: claims
 //!   that are atomic on nats-server 2.9 too, releases, leases;
-//! - [`node`]: the [`Cluster`] actor, on an arbiter of its own: the NATS
+//! - `node/`: the [`Cluster`] actor, on an arbiter of its own: the NATS
 //!   connection, the subscriptions, the heartbeats, the janitor that frees
 //!   the names of a node that died.
 //!

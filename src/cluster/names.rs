@@ -56,7 +56,8 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::consumer::{DeliverPolicy, pull::OrderedConfig};
-use async_nats::jetstream::context::{Publish, PublishErrorKind};
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::stream::{self, DiscardPolicy, LastRawMessageErrorKind, StorageType};
 use async_nats::jetstream::{self, ErrorCode};
 use futures_util::StreamExt;
@@ -250,7 +251,7 @@ impl NameService {
         validate_id(node).map_err(NameServiceError::from)?;
         let attempts = async {
             for _ in 0..CLAIM_ATTEMPTS {
-                let publish = Publish::build()
+                let publish = PublishMessage::build()
                     .payload(node.to_owned().into())
                     .expected_last_subject_sequence(0);
                 let acked = match self.js.send_publish(subject.clone(), publish).await {

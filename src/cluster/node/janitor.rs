@@ -12,7 +12,7 @@
 //!   not changed for `free_after` (longer than `cut_off_after`, measured
 //!   on the looker's own clock from when it first saw that revision, so
 //!   clocks need not agree) belongs to a dead node: its names are freed,
-//!   each by a purge bounded by its own revision, so a name claimed anew
+//!   each by deleting the one claim it read (by sequence), so a name claimed anew
 //!   in the meantime is never touched, then the lease itself.
 //!
 //! Several janitors freeing the same node at once do no harm, for the

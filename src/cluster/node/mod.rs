@@ -780,12 +780,16 @@ impl Cluster {
                     warn!("cluster: name service unavailable for a login: {why}");
                     Err(ClaimRefused::Unavailable)
                 }
-                Err(ClaimError::Taken { holder, .. }) => {
+                Err(ClaimError::Taken { holder, revision }) => {
                     if holder == *this.me {
                         if this.held.contains_key(&name) {
                             Err(ClaimRefused::Taken)
                         } else {
-                            // This node's own release is on its way.
+                            // Held by this node and not in use: a release
+                            // on its way, or a claim of ours that timed
+                            // out but went through. Either way it is ours
+                            // to free (freeing twice does no harm).
+                            this.release(name.clone(), revision);
                             return this.claim_again(name, attempt);
                         }
                     } else if !this.nodes.is_alive(&holder) {
