@@ -22,8 +22,8 @@ pub fn fast() -> Timing {
         beat: Duration::from_millis(200),
         down_after: Duration::from_millis(1000),
         lease_every: Duration::from_millis(400),
-        cut_off_after: Duration::from_secs(3),
-        free_after: Duration::from_secs(5),
+        cut_off_after: Duration::from_secs(4),
+        free_after: Duration::from_secs(6),
         janitor_every: Duration::from_millis(500),
         request_timeout: Duration::from_secs(2),
     }

@@ -41,9 +41,11 @@ async fn a_node_killed_with_sigkill_goes_offline_and_its_names_come_free() {
     // The others are unaffected.
     alice.send("bob: still here").await;
     bob.expect("from alice: still here").await;
-    // The name is refused with a clear line meanwhile, then free, within
-    // the stated bound.
-    let bound = Duration::from_secs(fast().names_freed_within() + 5);
+    // The name is refused with a clear line meanwhile, then free: within
+    // the stated bound when the name service answers promptly (here, on
+    // two shared cores running other clusters too, it may answer slowly,
+    // hence the slack; the wait ends as soon as the name is free).
+    let bound = Duration::from_secs(fast().names_freed_within() + 20);
     let (dave_again, refusals) = login_eventually(f.addr(1), "dave", bound).await;
     let held = format!(
         "error: the name 'dave' is held by a node that stopped answering; it is free again \

@@ -129,9 +129,10 @@ pub enum Arrival {
     Restart,
 }
 
-/// Gaps larger than this are reported as their first numbers only (the
-/// sender fails the rest when the node is declared gone or at its next
-/// tick); keeps one `Lost` frame small.
+/// Gaps larger than this are reported as their last numbers only: the
+/// frames a sender still waits for are always its newest (their number is
+/// bounded by its senders' credits, far below this), and it keeps one
+/// `Lost` frame small.
 const MAX_LOST_REPORTED: u64 = 10_000;
 
 impl Inbound {
@@ -172,9 +173,10 @@ impl Inbound {
     }
 }
 
-/// The numbers from `from` up to, not including, `to`.
+/// The numbers from `from` up to, not including, `to` (the last
+/// [`MAX_LOST_REPORTED`] of them).
 fn gap(from: Seq, to: Seq) -> Vec<Seq> {
-    (from..to.min(from + MAX_LOST_REPORTED)).collect()
+    (to.saturating_sub(MAX_LOST_REPORTED).max(from)..to).collect()
 }
 
 #[cfg(test)]
@@ -238,5 +240,10 @@ mod tests {
         assert_eq!(inb.arrived(4), Arrival::InOrder);
         let mut fresh = Inbound::default();
         assert_eq!(fresh.tick(2), vec![1, 2], "everything missed from a node");
+        // A node that restarted under a long-lived link: the newest
+        // numbers are the ones its peer may still wait for.
+        let lost = Inbound::default().tick(1_000_000);
+        assert_eq!(lost.len() as u64, MAX_LOST_REPORTED);
+        assert_eq!(lost.last(), Some(&1_000_000));
     }
 }
