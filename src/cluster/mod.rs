@@ -16,8 +16,10 @@
 //! - [`keys`] and [`names`]: the name service on JetStream KV: claims
 //!   that are atomic on nats-server 2.9 too, releases, leases;
 //! - `node/`: the [`Cluster`] actor, on an arbiter of its own: the NATS
-//!   connection, the subscriptions, the heartbeats, the janitor that frees
-//!   the names of a node that died.
+//!   connection, the subscriptions and the heartbeats (`mod.rs`), lines and
+//!   presence (`traffic.rs`), claims and releases (`claims.rs`), the lease
+//!   and the janitor that frees the names of a node that died
+//!   (`janitor.rs`).
 //!
 //! The broker never touches NATS and never waits for it: it routes lines
 //! for remote users into per-node buffers (`broker/remote.rs`) and hands

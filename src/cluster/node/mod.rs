@@ -2,15 +2,16 @@
 //! (thread) of its own, so the broker never waits on the network.
 //!
 //! It owns the NATS connection and everything that crosses it:
-//! - lines: [`Outgoing`] frames from the broker are numbered per link
-//!   (`links.rs`) and published on the destination node's subject;
-//!   frames arriving on this node's subject go to the broker as
-//!   [`Incoming`], each with a credit that answers `Done` when dropped;
-//! - presence: this node's logins and leaves are announced (numbered),
-//!   the others' applied (`presence.rs`) and passed to the broker;
-//! - heartbeats every [`Timing::beat`], with a `Tick` on every link;
-//! - names: claims and releases in the name service (`names.rs`), this
-//!   node's lease and the janitor that frees a dead node's names
+//! - lines (`traffic.rs`): `Outgoing` frames from the broker are numbered
+//!   per link (`cluster/links.rs`) and published on the destination node's
+//!   subject; frames arriving on this node's subject go to the broker as
+//!   `Incoming`, each with a credit that answers `Done` when dropped;
+//! - presence (`traffic.rs`): this node's logins and leaves are announced
+//!   (numbered), the others' applied (`cluster/presence.rs`) and passed to
+//!   the broker;
+//! - heartbeats every [`Timing::beat`], with a `Tick` on every link (here);
+//! - names (`claims.rs`): claims and releases in the name service;
+//! - this node's lease and the janitor that frees a dead node's names
 //!   (`janitor.rs`).
 //!
 //! Publishing goes through one task fed by an unbounded channel, in
@@ -26,18 +27,17 @@ use bytes::Bytes;
 use log::{debug, info, warn};
 use tokio::sync::mpsc;
 
+mod claims;
 mod janitor;
+mod traffic;
 
-use super::links::{Arrival, Inbound, Outbound, Unconfirmed};
-use super::names::{ClaimError, NameService};
-use super::presence::{Action, Nodes};
-use super::wire::{self, Beat, Envelope, Frame, Presence, Roster};
+use super::links::{Inbound, Outbound};
+use super::names::NameService;
+use super::presence::Nodes;
+use super::wire::{Beat, Envelope, Frame, Presence};
 use super::{ClusterConfig, Timing};
-use crate::messages::cluster::{
-    BrokerClusterLink, Claim, ClaimRefused, ClusterLink, Handled, HandledOnDrop, Incoming,
-    LocalRoster, NodeId, NodeRoster, Outgoing, Reject, Undelivered,
-};
-use crate::messages::{Credit, Name};
+use crate::messages::Name;
+use crate::messages::cluster::{BrokerClusterLink, ClusterLink, NodeId};
 
 /// A roster answer is cut into parts of at most this many bytes (NATS's
 /// default payload limit is 1 MiB).
@@ -224,70 +224,6 @@ impl Cluster {
         self.broker.as_ref()
     }
 
-    /// Carries out what `presence.rs` decided.
-    fn act(&mut self, actions: Vec<Action>) {
-        for action in actions {
-            match action {
-                Action::Ask(node) => {
-                    debug!("cluster: asking node {node} for its roster");
-                    let request = self.subjects.roster_request(&node);
-                    let answer = self.subjects.roster_answer(&self.me, &node);
-                    let client = self.client.clone();
-                    actix::spawn(async move {
-                        let _ = client
-                            .publish_with_reply(request, answer, Bytes::new())
-                            .await;
-                    });
-                }
-                Action::Roster(node, update) => {
-                    if matches!(update, crate::messages::cluster::RosterUpdate::Down) {
-                        self.node_gone(&node);
-                    }
-                    if let Some(broker) = self.broker() {
-                        broker.roster.do_send(NodeRoster { node, update });
-                    }
-                }
-            }
-        }
-    }
-
-    /// A node left or stopped answering: what it did not confirm is lost.
-    fn node_gone(&mut self, node: &NodeId) {
-        warn!("cluster: node {node} is gone");
-        self.in_links.remove(node);
-        if let Some(mut link) = self.out_links.remove(node) {
-            let lost = link.fail_all();
-            self.report_lost(lost);
-        }
-    }
-
-    /// Tells the senders of lost frames, naming the recipients.
-    fn report_lost(&self, lost: Vec<Unconfirmed>) {
-        let Some(broker) = self.broker() else {
-            return;
-        };
-        let mut by_conn: HashMap<u64, Vec<String>> = HashMap::new();
-        for frame in &lost {
-            for record in wire::records(&frame.records).flatten() {
-                let names = by_conn.entry(record.conn).or_default();
-                if record.everyone {
-                    names.push("*".into());
-                } else {
-                    names.extend(record.recipients().map(str::to_owned));
-                }
-            }
-        }
-        for (conn, mut names) in by_conn {
-            names.sort();
-            names.dedup();
-            broker.undelivered.do_send(Undelivered {
-                conn,
-                names,
-                lost: true,
-            });
-        }
-    }
-
     /// Publishes pending announcements and `Done`s (once per mailbox round).
     fn flush_soon(&mut self, ctx: &mut Context<Self>) {
         if !self.flush_queued {
@@ -346,118 +282,6 @@ impl Cluster {
         );
         self.act(actions);
         self.lease_tick(ctx);
-    }
-
-    /// A message on this node's own subject.
-    fn on_frame(&mut self, payload: Bytes, ctx: &mut Context<Self>) {
-        let envelope = match Envelope::parse(&payload) {
-            Ok(envelope) => envelope,
-            Err(e) => {
-                warn!("cluster: {e}");
-                return;
-            }
-        };
-        let from: NodeId = Arc::from(envelope.from);
-        match envelope.frame {
-            Frame::Lines { seq, records } => {
-                let offset = payload.len() - records.len();
-                let link = self.in_links.entry(from.clone()).or_default();
-                match link.arrived(seq) {
-                    Arrival::InOrder => {}
-                    Arrival::Restart => info!("cluster: node {from} started its numbering again"),
-                    Arrival::AfterGap(lost) => {
-                        warn!("cluster: {} frames from node {from} were lost", lost.len());
-                        let lost = Envelope {
-                            from: &self.me,
-                            frame: Frame::Lost(lost),
-                        };
-                        self.send(self.subjects.node(&from), lost.to_bytes());
-                    }
-                }
-                let Some(broker) = self.broker() else {
-                    return;
-                };
-                let handled = HandledOnDrop::new(
-                    ctx.address().recipient(),
-                    Handled {
-                        node: from.clone(),
-                        seq,
-                    },
-                );
-                broker.incoming.do_send(Incoming {
-                    from,
-                    payload,
-                    offset,
-                    credit: Credit::on_drop(handled),
-                });
-            }
-            Frame::Done(seqs) => {
-                if let Some(link) = self.out_links.get_mut(&from) {
-                    link.done(&seqs);
-                }
-            }
-            Frame::Lost(seqs) => {
-                if let Some(link) = self.out_links.get_mut(&from) {
-                    let lost = link.lost(&seqs);
-                    warn!("cluster: node {from} reports {} frames lost", lost.len());
-                    self.report_lost(lost);
-                }
-            }
-            Frame::Tick { sent, done_below } => {
-                if let Some(link) = self.out_links.get_mut(&from) {
-                    link.done_below(done_below);
-                }
-                let lost = self.in_links.entry(from.clone()).or_default().tick(sent);
-                if !lost.is_empty() {
-                    warn!("cluster: {} frames from node {from} never came", lost.len());
-                    let lost = Envelope {
-                        from: &self.me,
-                        frame: Frame::Lost(lost),
-                    };
-                    self.send(self.subjects.node(&from), lost.to_bytes());
-                }
-            }
-            Frame::NotOnline { conn, names } => {
-                if let Some(broker) = self.broker() {
-                    broker.undelivered.do_send(Undelivered {
-                        conn,
-                        names: names.split_terminator(',').map(str::to_owned).collect(),
-                        lost: false,
-                    });
-                }
-            }
-        }
-    }
-
-    /// Answers a request for this node's roster, in parts.
-    fn on_roster_request(&mut self, reply: Option<String>) {
-        let Some(reply) = reply else {
-            return;
-        };
-        // What is announced, exactly at the generation published.
-        self.flush();
-        let names: Vec<&str> = self
-            .held
-            .iter()
-            .filter(|(_, held)| held.announced)
-            .map(|(name, _)| &**name)
-            .collect();
-        for part in Roster::split(self.generation, &names, ROSTER_PART_BYTES) {
-            self.send(reply.clone(), part.to_bytes());
-        }
-    }
-}
-
-/// A release that failed, to try again.
-#[derive(Message)]
-#[rtype(result = "()")]
-struct ReleaseFailed(Name, u64);
-
-impl Handler<ReleaseFailed> for Cluster {
-    type Result = ();
-
-    fn handle(&mut self, msg: ReleaseFailed, _: &mut Context<Self>) {
-        self.unreleased.push((msg.0, msg.1));
     }
 }
 
@@ -555,308 +379,6 @@ impl Handler<Attach> for Cluster {
             );
             Ok(())
         }))
-    }
-}
-
-/// What arrives from NATS, told apart by subject.
-enum Inbox {
-    Frame,
-    Beat,
-    Presence,
-    RosterRequest,
-    Holds,
-    RosterAnswer,
-}
-
-impl Cluster {
-    fn inbox(&self, subject: &str) -> Option<Inbox> {
-        let rest = subject
-            .strip_prefix(self.subjects.prefix.as_str())?
-            .strip_prefix('.')?;
-        let (kind, tail) = rest.split_once('.').unwrap_or((rest, ""));
-        Some(match kind {
-            "node" => Inbox::Frame,
-            "beat" => Inbox::Beat,
-            "presence" => Inbox::Presence,
-            "roster" => Inbox::RosterRequest,
-            "holds" => Inbox::Holds,
-            "rosters" if tail.starts_with(&*self.me) => Inbox::RosterAnswer,
-            _ => return None,
-        })
-    }
-}
-
-impl StreamHandler<async_nats::Message> for Cluster {
-    fn handle(&mut self, msg: async_nats::Message, ctx: &mut Context<Self>) {
-        let Some(kind) = self.inbox(&msg.subject) else {
-            return;
-        };
-        match kind {
-            Inbox::Frame => self.on_frame(msg.payload, ctx),
-            Inbox::Beat => {
-                if let Ok(beat) = Beat::parse(&msg.payload)
-                    && beat.from != &*self.me
-                {
-                    let from: NodeId = Arc::from(beat.from);
-                    let actions =
-                        self.nodes
-                            .beat(&from, beat.generation, beat.leaving, Instant::now());
-                    self.act(actions);
-                }
-            }
-            Inbox::Presence => {
-                if let Ok(p) = Presence::parse(&msg.payload)
-                    && p.from != &*self.me
-                {
-                    let from: NodeId = Arc::from(p.from);
-                    let changes = p
-                        .changes
-                        .iter()
-                        .map(|(on, n)| (*on, Name::from(*n)))
-                        .collect();
-                    let actions = self
-                        .nodes
-                        .presence(&from, p.generation, changes, Instant::now());
-                    self.act(actions);
-                }
-            }
-            Inbox::Holds => {
-                if let Some(reply) = msg.reply {
-                    let held = std::str::from_utf8(&msg.payload)
-                        .is_ok_and(|name| self.held.contains_key(name));
-                    self.send(
-                        reply.to_string(),
-                        if held { b"1".to_vec() } else { b"0".to_vec() },
-                    );
-                }
-            }
-            Inbox::RosterRequest => {
-                self.on_roster_request(msg.reply.map(|r| r.to_string()));
-            }
-            Inbox::RosterAnswer => {
-                let node = msg.subject.rsplit('.').next().unwrap_or_default();
-                if let Ok(part) = Roster::parse(&msg.payload) {
-                    let node: NodeId = Arc::from(node);
-                    let names = part.names.iter().map(|n| Name::from(*n)).collect();
-                    let actions = self.nodes.roster_part(
-                        &node,
-                        part.generation,
-                        part.part,
-                        part.parts,
-                        names,
-                    );
-                    self.act(actions);
-                }
-            }
-        }
-    }
-
-    fn finished(&mut self, _: &mut Context<Self>) {
-        // A subscription ends only when the client is closed: at shutdown.
-        debug!("cluster: a subscription ended");
-    }
-}
-
-impl Handler<Outgoing> for Cluster {
-    type Result = ();
-
-    fn handle(&mut self, msg: Outgoing, _: &mut Context<Self>) {
-        let Outgoing {
-            node,
-            records,
-            credits,
-        } = msg;
-        if !self.nodes.is_alive(&node) {
-            self.report_lost(vec![Unconfirmed { records, credits }]);
-            return;
-        }
-        let link = self.out_links.entry(node.clone()).or_default();
-        let (seq, records) = link.send(records, credits);
-        let frame = wire::lines_frame(&self.me, seq, records);
-        self.send(self.subjects.node(&node), frame);
-    }
-}
-
-impl Handler<Handled> for Cluster {
-    type Result = ();
-
-    fn handle(&mut self, msg: Handled, ctx: &mut Context<Self>) {
-        if let Some(link) = self.in_links.get_mut(&msg.node) {
-            link.handled(msg.seq);
-            self.dones.entry(msg.node).or_default().push(msg.seq);
-            self.flush_soon(ctx);
-        }
-    }
-}
-
-impl Handler<Reject> for Cluster {
-    type Result = ();
-
-    fn handle(&mut self, msg: Reject, _: &mut Context<Self>) {
-        let frame = Envelope {
-            from: &self.me,
-            frame: Frame::NotOnline {
-                conn: msg.conn,
-                names: &msg.names,
-            },
-        };
-        self.send(self.subjects.node(&msg.node), frame.to_bytes());
-    }
-}
-
-impl Handler<LocalRoster> for Cluster {
-    type Result = ();
-
-    fn handle(&mut self, msg: LocalRoster, ctx: &mut Context<Self>) {
-        let LocalRoster { name, online } = msg;
-        if online {
-            if let Some(held) = self.held.get_mut(&name) {
-                held.announced = true;
-                self.changes.push((true, name));
-            }
-        } else if let Some(held) = self.held.remove(&name) {
-            if held.announced {
-                self.changes.push((false, name.clone()));
-            }
-            self.release(name, held.revision);
-        }
-        self.flush_soon(ctx);
-    }
-}
-
-impl Cluster {
-    /// Frees a name in the name service, in the background; one that
-    /// fails is tried again after the next renewal of the lease.
-    fn release(&self, name: Name, revision: u64) {
-        let names = self.names.clone();
-        let in_flight = self.releases.0.clone();
-        let this = self.myself.clone();
-        actix::spawn(async move {
-            let _in_flight = in_flight;
-            if let Err(e) = names.release(&name, revision).await {
-                warn!("cluster: could not free the name {name} (tried again later): {e}");
-                if let Some(this) = this.and_then(|weak| weak.upgrade()) {
-                    this.do_send(ReleaseFailed(name, revision));
-                }
-            }
-        });
-    }
-
-    /// Tries the failed releases again (the lease was just renewed: the
-    /// name service answers again).
-    fn retry_releases(&mut self) {
-        for (name, revision) in std::mem::take(&mut self.unreleased) {
-            self.release(name, revision);
-        }
-    }
-
-    /// One claim, and what it means here.
-    fn claim_once(
-        &mut self,
-        name: Name,
-        attempt: u32,
-    ) -> Pin<Box<dyn ActorFuture<Self, Output = Result<(), ClaimRefused>>>> {
-        let names = self.names.clone();
-        let me = self.me.clone();
-        let claim_name = name.clone();
-        let claim = async move { names.claim(&claim_name, &me).await };
-        Box::pin(claim.into_actor(self).then(move |answer, this, _| {
-            let outcome = match answer {
-                Ok(revision) => {
-                    this.held.insert(
-                        name.clone(),
-                        Held {
-                            revision,
-                            announced: false,
-                        },
-                    );
-                    return boxed_ready(Ok(()));
-                }
-                Err(ClaimError::Invalid(why)) => {
-                    warn!("cluster: a name the name service cannot take: {why}");
-                    Err(ClaimRefused::Unavailable)
-                }
-                Err(ClaimError::Unavailable(why)) => {
-                    warn!("cluster: name service unavailable for a login: {why}");
-                    Err(ClaimRefused::Unavailable)
-                }
-                Err(ClaimError::Taken { holder, revision }) => {
-                    if holder == *this.me {
-                        if this.held.contains_key(&name) {
-                            Err(ClaimRefused::Taken)
-                        } else {
-                            // Held by this node and not in use: a release
-                            // on its way, or a claim of ours that timed
-                            // out but went through. Either way it is ours
-                            // to free (freeing twice does no harm).
-                            this.release(name.clone(), revision);
-                            return this.claim_again(name, attempt);
-                        }
-                    } else if !this.nodes.is_alive(&holder) {
-                        Err(ClaimRefused::HeldByLostNode(
-                            this.timing.names_freed_within(),
-                        ))
-                    } else {
-                        return this.ask_holder(holder, name, attempt);
-                    }
-                }
-            };
-            boxed_ready(outcome)
-        }))
-    }
-}
-
-impl Cluster {
-    /// The name is held by a live node: it alone knows whether its user is
-    /// still there or the name is on its way back (a `/quit` there a
-    /// moment ago, its release not applied yet). Asked, not guessed.
-    fn ask_holder(&mut self, holder: String, name: Name, attempt: u32) -> ClaimFuture {
-        let client = self.client.clone();
-        let subject = self.subjects.holds(&holder);
-        let question = Bytes::from(name.as_bytes().to_vec());
-        let timeout = self.timing.request_timeout;
-        Box::pin(
-            async move { tokio::time::timeout(timeout, client.request(subject, question)).await }
-                .into_actor(self)
-                .then(move |answer, this, _| match answer {
-                    Ok(Ok(reply)) if &reply.payload[..] == b"0" => this.claim_again(name, attempt),
-                    _ => boxed_ready(Err(ClaimRefused::Taken)),
-                }),
-        )
-    }
-
-    /// Claims again after a short pause, a few times at most.
-    fn claim_again(&mut self, name: Name, attempt: u32) -> ClaimFuture {
-        if attempt >= 6 {
-            return boxed_ready(Err(ClaimRefused::Taken));
-        }
-        Box::pin(
-            tokio::time::sleep(Duration::from_millis(20 << attempt))
-                .into_actor(self)
-                .then(move |(), this, _| this.claim_once(name, attempt + 1)),
-        )
-    }
-}
-
-use std::pin::Pin;
-
-/// A claim in progress, with access to the actor.
-type ClaimFuture = Pin<Box<dyn ActorFuture<Cluster, Output = Result<(), ClaimRefused>>>>;
-
-fn boxed_ready(
-    outcome: Result<(), ClaimRefused>,
-) -> Pin<Box<dyn ActorFuture<Cluster, Output = Result<(), ClaimRefused>>>> {
-    Box::pin(fut::ready(outcome))
-}
-
-impl Handler<Claim> for Cluster {
-    type Result = ResponseActFuture<Self, Result<(), ClaimRefused>>;
-
-    fn handle(&mut self, msg: Claim, _: &mut Context<Self>) -> Self::Result {
-        if self.lease.cut_off {
-            return boxed_ready(Err(ClaimRefused::Unavailable));
-        }
-        self.claim_once(msg.name, 0)
     }
 }
 
