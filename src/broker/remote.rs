@@ -171,57 +171,46 @@ impl Remote {
         }
     }
 
-    /// Applies a change of another node's roster; returns the names that
-    /// came online and went offline, for the broker's roster.
-    fn update(&mut self, node: NodeId, update: RosterUpdate) -> (Vec<Name>, Vec<Name>) {
-        let mut joined = Vec::new();
-        let mut left = Vec::new();
+    /// Applies a change of another node's roster; returns what changed,
+    /// in order (`true`: came online), for the broker's roster. The order
+    /// matters: a user who came and went within one announcement is gone.
+    fn update(&mut self, node: NodeId, update: RosterUpdate) -> Vec<(bool, Name)> {
+        let mut changed = Vec::new();
         let names = self.nodes.entry(node.clone()).or_default();
-        let drop_all = |names: &mut Table<Name, ()>, left: &mut Vec<Name>| {
-            for (name, ()) in names.drain() {
-                left.push(name);
-            }
-        };
         match update {
-            RosterUpdate::Down => drop_all(names, &mut left),
+            RosterUpdate::Down => changed.extend(names.drain().map(|(name, ())| (false, name))),
             RosterUpdate::Replace(all) => {
                 let new: Table<Name, ()> = all.into_iter().map(|n| (n, ())).collect();
-                for name in names.keys() {
-                    if !new.contains_key(name) {
-                        left.push(name.clone());
-                    }
-                }
-                for name in new.keys() {
-                    if !names.contains_key(name) {
-                        joined.push(name.clone());
-                    }
-                }
+                let gone = names.keys().filter(|name| !new.contains_key(*name));
+                changed.extend(gone.cloned().map(|name| (false, name)));
+                let came = new.keys().filter(|name| !names.contains_key(*name));
+                changed.extend(came.cloned().map(|name| (true, name)));
                 *names = new;
             }
             RosterUpdate::Changes(changes) => {
                 for (online, name) in changes {
-                    if online {
-                        if names.insert(name.clone(), ()).is_none() {
-                            joined.push(name);
-                        }
-                    } else if names.remove(&name).is_some() {
-                        left.push(name);
+                    let effective = if online {
+                        names.insert(name.clone(), ()).is_none()
+                    } else {
+                        names.remove(&name).is_some()
+                    };
+                    if effective {
+                        changed.push((online, name));
                     }
                 }
             }
         }
-        for name in &left {
-            if self.directory.get(name) == Some(&node) {
+        for (online, name) in &changed {
+            if *online {
+                self.directory.insert(name.clone(), node.clone());
+            } else if self.directory.get(name) == Some(&node) {
                 self.directory.remove(name);
             }
-        }
-        for name in &joined {
-            self.directory.insert(name.clone(), node.clone());
         }
         if self.nodes.get(&node).is_some_and(|n| n.is_empty()) {
             self.nodes.remove(&node);
         }
-        (joined, left)
+        changed
     }
 }
 
@@ -232,20 +221,21 @@ impl Handler<NodeRoster> for Broker {
         let Some(remote) = &mut self.remote else {
             return;
         };
-        let (joined, left) = remote.update(msg.node.clone(), msg.update);
-        if !joined.is_empty() || !left.is_empty() {
+        let changed = remote.update(msg.node.clone(), msg.update);
+        if !changed.is_empty() {
+            let came = changed.iter().filter(|(online, _)| *online).count();
             info!(
-                "node {}: {} came online, {} went offline",
+                "node {}: {came} came online, {} went offline",
                 msg.node,
-                joined.len(),
-                left.len()
+                changed.len() - came
             );
         }
-        for name in &left {
-            self.leave_roster(name);
-        }
-        for name in joined {
-            self.join_roster(name);
+        for (online, name) in changed {
+            if online {
+                self.join_roster(name);
+            } else {
+                self.leave_roster(&name);
+            }
         }
     }
 }

@@ -206,3 +206,25 @@ async fn the_name_service_decides_a_login() {
     assert_eq!(ask(&broker, 1, "bob").await, Ok(()));
     assert!(matches!(sent(&mut cluster).await, Sent::Roster(n, true) if n == "bob"));
 }
+
+#[actix::test]
+async fn a_user_who_came_and_went_in_one_announcement_is_gone() {
+    let (broker, _cluster) = start_clustered();
+    let mut alice = login(&broker, 1, "alice", true).await;
+    let x = || Name::from("x");
+    broker
+        .send(NodeRoster {
+            node: Arc::from("b"),
+            update: RosterUpdate::Changes(vec![(true, x()), (false, x()), (true, Name::from("y"))]),
+        })
+        .await
+        .unwrap();
+    send(&broker, &alice, "alice", &["/who"]).await;
+    assert_eq!(alice.line().await, "server: 2 online:");
+    assert_eq!(alice.line().await, "server: alice, y");
+    send(&broker, &alice, "alice", &["x: there?"]).await;
+    assert_eq!(
+        alice.line().await,
+        "error: not online: x (message not delivered to them)"
+    );
+}
