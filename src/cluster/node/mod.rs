@@ -43,6 +43,9 @@ use crate::messages::cluster::{BrokerClusterLink, ClusterLink, NodeId};
 /// default payload limit is 1 MiB).
 const ROSTER_PART_BYTES: usize = 256 * 1024;
 
+/// How long a starting node keeps trying to open the name service.
+const SETUP_WAIT: Duration = Duration::from_secs(30);
+
 /// Why a node could not join its cluster.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -152,13 +155,14 @@ impl Cluster {
             })?;
         let me: NodeId = Arc::from(config.node_id.as_str());
         // A stream just created by several nodes at once may take a moment
-        // to elect its leader: the set-up is tried again, bounded.
-        let deadline = Instant::now() + config.timing.request_timeout * 3;
+        // to elect its leader (seconds, on busy machines): the set-up is
+        // tried again, bounded.
+        let deadline = Instant::now() + SETUP_WAIT;
         let names = loop {
             match open_names(client.clone(), config, &me).await {
                 Ok(names) => break names,
                 Err(e) if Instant::now() < deadline => {
-                    debug!("cluster: name service not ready yet ({e}); trying again");
+                    info!("cluster: name service not ready yet ({e}); trying again");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
                 Err(e) => return Err(ClusterError::Names(e.to_string())),
