@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytes::Bytes;
-use log::{debug, info, warn};
+use log::{info, warn};
 use tokio::sync::mpsc;
 
 mod claims;
