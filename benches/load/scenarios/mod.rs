@@ -5,9 +5,13 @@
 
 pub(crate) mod broadcast;
 pub(crate) mod churn;
+pub(crate) mod cluster;
 pub(crate) mod conns;
+pub(crate) mod crowd;
 pub(crate) mod fanout;
 pub(crate) mod flood;
+pub(crate) mod hold;
+pub(crate) mod holders;
 pub(crate) mod lists;
 pub(crate) mod nonreaders;
 pub(crate) mod paced;
@@ -33,7 +37,7 @@ use crate::bystanders::{Bystanders, Chatted};
 use crate::lines::{Line, LineReader, classify};
 use crate::login::{Client, LoginOptions, Logins, login_all, login_one};
 use crate::net::Net;
-use crate::procfs::{CpuMeter, MemSampler, MemStats};
+use crate::procfs::{CpuMeter, MemSampler, MemStats, Pids};
 use crate::report::{Progress, Report, fmt_count, fmt_mib, latency_json, latency_line};
 use crate::state::Shared;
 use crate::traffic::{FloodPlan, Flooded, Windowed, receive, send_flood, send_windowed, who_count};
@@ -44,7 +48,10 @@ pub(crate) const BIG_READ: usize = 256 * 1024;
 /// Where and how one run goes.
 pub(crate) struct Ctx {
     pub(crate) net: Net,
-    pub(crate) pid: Option<u32>,
+    /// The server's processes (one per node of a cluster), maybe none.
+    pub(crate) pids: Pids,
+    /// The processes it depends on (NATS), maybe none.
+    pub(crate) aux: Pids,
     pub(crate) common: Common,
     /// Makes this run's names unique.
     pub(crate) tag: String,
@@ -81,9 +88,29 @@ impl Ctx {
         }
     }
 
-    /// Starts sampling the server's memory, when its pid is known.
+    /// Starts sampling the server's memory (the sum over its processes),
+    /// when its pid is known.
     pub(crate) fn mem_sampler(&self) -> Option<MemSampler> {
-        self.pid.and_then(|pid| MemSampler::start(pid).ok())
+        MemSampler::processes(&self.pids).ok()
+    }
+
+    /// Starts measuring the CPU of the generator, the server and the aux
+    /// processes.
+    pub(crate) fn cpu_meter(&self) -> CpuMeter {
+        CpuMeter::start(&self.pids, &self.aux)
+    }
+
+    /// Starts sampling the aux processes' memory (NATS), when given.
+    pub(crate) fn aux_sampler(&self) -> Option<MemSampler> {
+        MemSampler::processes(&self.aux).ok()
+    }
+
+    /// Stops `sampler` (of [`Ctx::aux_sampler`]) and reports it under
+    /// `key`, when aux pids were given.
+    pub(crate) fn aux_report(&self, report: &mut Report, key: &str, sampler: Option<MemSampler>) {
+        if let Some(sampler) = sampler {
+            report_sampled(report, key, "aux processes' VmRSS (sum)", sampler);
+        }
     }
 
     /// Stops `sampler` and reports `{before, peak, after, growth}` under
@@ -94,7 +121,7 @@ impl Ctx {
         key: &str,
         sampler: Option<MemSampler>,
     ) -> Option<MemStats> {
-        match sampler.filter(|_| self.pid.is_some()) {
+        match sampler.filter(|_| !self.pids.is_empty()) {
             Some(sampler) => Some(report_sampled(report, key, "VmRSS", sampler)),
             None => {
                 report.line(format!("  {key}: unknown (give --server-pid)"));
@@ -233,6 +260,36 @@ pub(crate) fn report_cpu(report: &mut Report, cpu: &CpuMeter) -> Option<f64> {
     let server = value["server_cpu_s"].as_f64();
     report.result("cpu", value);
     server
+}
+
+/// Adds the CPU figures and what each party spent per delivery (the
+/// server, the aux processes when given, the generator), over `delivered`.
+pub(crate) fn report_cpu_per_delivery(report: &mut Report, cpu: &CpuMeter, delivered: u64) {
+    let (value, human) = cpu.stop();
+    report.line(human);
+    let per = |key: &str| {
+        value[key]
+            .as_f64()
+            .map(|s| s * 1e9 / delivered.max(1) as f64)
+    };
+    let (server, aux, generator) = (
+        per("server_cpu_s"),
+        per("aux_cpu_s"),
+        per("generator_cpu_s"),
+    );
+    let fmt = |ns: Option<f64>| ns.map_or("?".into(), |ns| format!("{:.2} us", ns / 1e3));
+    let mut line = format!("  cpu per delivery: server {}", fmt(server));
+    if aux.is_some() {
+        line.push_str(&format!(", aux processes {}", fmt(aux)));
+    }
+    line.push_str(&format!(", generator {}", fmt(generator)));
+    report.line(line);
+    report.result("cpu", value);
+    let mut each = json!({"server_ns": server, "generator_ns": generator});
+    if aux.is_some() {
+        each["aux_ns"] = json!(aux);
+    }
+    report.result("cpu_per_delivery", each);
 }
 
 /// Records an attack's length and the bystanders' pace in the report's
