@@ -32,6 +32,7 @@ nats=${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}
 achat=target/release/achat-server
 baseline=target/baselines/release/tokio-achat
 cargo build --release --bins --bench load -q
+for name in $only; do rm -f "$out/$name".txt "$out/$name"-*.txt; done
 load=$(ls -t target/release/deps/load-* | grep -v '\.d$' | head -1)
 tmp=$(mktemp -d /tmp/achat-cluster.XXXXXX)
 pids=()
@@ -195,9 +196,9 @@ fi
 
 # --- summary -------------------------------------------------------------
 echo "== cluster benchmarks (reports in $out/) =="
-python3 - "$out" <<'EOF'
+python3 - "$out" "$only" <<'EOF'
 import glob, json, os, statistics, sys
-out = sys.argv[1]
+out, only = sys.argv[1], sys.argv[2].split()
 def report(path):
     for line in open(path):
         if line.startswith("JSON "):
@@ -207,7 +208,7 @@ def rings(kind):
     return [r for r in rs if r]
 med = {}
 for kind in ["cluster", "single", "baseline"]:
-    rs = rings(kind)
+    rs = rings(kind) if "ring" in only else []
     if not rs:
         continue
     per_s = [r["results"]["ring"]["per_s"] for r in rs]
@@ -227,7 +228,7 @@ if "cluster" in med and "single" in med:
     print(f"ring cluster / single achat: {med['cluster']/med['single']:.2f}x")
 for name in ["crowd", "churn"]:
     p = f"{out}/{name}.txt"
-    if not os.path.exists(p):
+    if name not in only or not os.path.exists(p):
         continue
     r = report(p)
     if not r:
