@@ -7,6 +7,7 @@ pub(crate) mod broadcast;
 pub(crate) mod churn;
 pub(crate) mod cluster;
 pub(crate) mod conns;
+mod costs;
 pub(crate) mod crowd;
 pub(crate) mod fanout;
 pub(crate) mod flood;
@@ -17,17 +18,17 @@ pub(crate) mod nonreaders;
 pub(crate) mod paced;
 pub(crate) mod ring;
 pub(crate) mod slow;
+mod tasks;
 pub(crate) mod who_batch;
 pub(crate) mod whospam;
 
-use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::task::JoinHandle;
 
 use anyhow::Context as _;
@@ -40,7 +41,10 @@ use crate::net::Net;
 use crate::procfs::{CpuMeter, MemSampler, MemStats, Pids};
 use crate::report::{Progress, Report, fmt_count, fmt_mib, latency_json, latency_line};
 use crate::state::Shared;
-use crate::traffic::{FloodPlan, Flooded, Windowed, receive, send_flood, send_windowed, who_count};
+use crate::traffic::{FloodPlan, Flooded, send_flood, who_count};
+
+pub(crate) use costs::report_cpu_per_delivery;
+pub(crate) use tasks::Tasks;
 
 /// Read buffer of a busy client.
 pub(crate) const BIG_READ: usize = 256 * 1024;
@@ -260,36 +264,6 @@ pub(crate) fn report_cpu(report: &mut Report, cpu: &CpuMeter) -> Option<f64> {
     let server = value["server_cpu_s"].as_f64();
     report.result("cpu", value);
     server
-}
-
-/// Adds the CPU figures and what each party spent per delivery (the
-/// server, the aux processes when given, the generator), over `delivered`.
-pub(crate) fn report_cpu_per_delivery(report: &mut Report, cpu: &CpuMeter, delivered: u64) {
-    let (value, human) = cpu.stop();
-    report.line(human);
-    let per = |key: &str| {
-        value[key]
-            .as_f64()
-            .map(|s| s * 1e9 / delivered.max(1) as f64)
-    };
-    let (server, aux, generator) = (
-        per("server_cpu_s"),
-        per("aux_cpu_s"),
-        per("generator_cpu_s"),
-    );
-    let fmt = |ns: Option<f64>| ns.map_or("?".into(), |ns| format!("{:.2} us", ns / 1e3));
-    let mut line = format!("  cpu per delivery: server {}", fmt(server));
-    if aux.is_some() {
-        line.push_str(&format!(", aux processes {}", fmt(aux)));
-    }
-    line.push_str(&format!(", generator {}", fmt(generator)));
-    report.line(line);
-    report.result("cpu", value);
-    let mut each = json!({"server_ns": server, "generator_ns": generator});
-    if aux.is_some() {
-        each["aux_ns"] = json!(aux);
-    }
-    report.result("cpu_per_delivery", each);
 }
 
 /// Records an attack's length and the bystanders' pace in the report's
@@ -533,106 +507,4 @@ pub(crate) fn shortfall(
         }
     }
     (lost, examples)
-}
-
-/// The reader and sender tasks of a run. Write halves stay open until
-/// [`Tasks::finish`]: closing one would tell the server the client left.
-#[derive(Default)]
-pub(crate) struct Tasks {
-    readers: Vec<JoinHandle<()>>,
-    senders: Vec<JoinHandle<io::Result<OwnedWriteHalf>>>,
-    idle: Vec<OwnedWriteHalf>,
-}
-
-impl Tasks {
-    /// Starts client `me`'s receive loop.
-    pub(crate) fn reader(
-        &mut self,
-        shared: &Arc<Shared>,
-        me: u32,
-        class: usize,
-        read: OwnedReadHalf,
-        leftover: &[u8],
-        buffer: usize,
-    ) {
-        self.read_with(shared, me, class, read, LineReader::new(buffer, leftover));
-    }
-
-    /// Splits `client`, starts its receive loop (latencies in `class`,
-    /// `buffer` bytes of read buffer), and returns its write half.
-    pub(crate) fn split(
-        &mut self,
-        shared: &Arc<Shared>,
-        client: Client,
-        class: usize,
-        buffer: usize,
-    ) -> OwnedWriteHalf {
-        let (read, write) = client.stream.into_split();
-        self.reader(shared, client.index, class, read, &client.leftover, buffer);
-        write
-    }
-
-    /// Starts client `me`'s receive loop on `reader` (a paced one, say);
-    /// returns its number for [`Tasks::reader_ended`].
-    pub(crate) fn read_with(
-        &mut self,
-        shared: &Arc<Shared>,
-        me: u32,
-        class: usize,
-        read: OwnedReadHalf,
-        reader: LineReader,
-    ) -> usize {
-        self.readers.push(tokio::spawn(receive(
-            shared.clone(),
-            me,
-            class,
-            read,
-            reader,
-            false,
-        )));
-        self.readers.len() - 1
-    }
-
-    /// Whether reader `i`'s loop has ended: the server closed its
-    /// connection (or the connection failed).
-    pub(crate) fn reader_ended(&self, i: usize) -> bool {
-        self.readers.get(i).is_some_and(JoinHandle::is_finished)
-    }
-
-    /// Starts a windowed sender.
-    pub(crate) fn sender(&mut self, shared: &Arc<Shared>, plan: Windowed, write: OwnedWriteHalf) {
-        self.senders
-            .push(tokio::spawn(send_windowed(shared.clone(), plan, write)));
-    }
-
-    /// Keeps a write half open without sending on it.
-    pub(crate) fn keep(&mut self, write: OwnedWriteHalf) {
-        self.idle.push(write);
-    }
-
-    /// Stops everything and closes the connections; returns the senders'
-    /// write errors.
-    pub(crate) async fn finish(self) -> Vec<String> {
-        for r in &self.readers {
-            r.abort();
-        }
-        let mut errors = Vec::new();
-        let mut writes = self.idle;
-        for s in self.senders {
-            if !s.is_finished() {
-                s.abort();
-                continue;
-            }
-            match s.await {
-                Ok(Ok(w)) => writes.push(w),
-                Ok(Err(e)) => errors.push(format!("write failed: {e}")),
-                Err(e) => errors.push(format!("sender task: {e}")),
-            }
-        }
-        for r in self.readers {
-            let _ = r.await;
-        }
-        drop(writes);
-        errors
-    }
 }
