@@ -169,7 +169,12 @@ pub(crate) async fn login_one(
     let mut stream = net
         .connect(index as usize, recv_buffer)
         .await
-        .map_err(|e| format!("{name}: cannot connect to {}: {e}", net.addr))?;
+        .map_err(|e| {
+            format!(
+                "{name}: cannot connect to {}: {e}",
+                net.addr(index as usize)
+            )
+        })?;
     let mut hello = Vec::with_capacity(2 * name.len() + 16);
     hello.extend_from_slice(name.as_bytes());
     hello.push(b'\n');

@@ -18,7 +18,10 @@
 //! `traffic` (receive and send loops), `bystanders`, `sidethread`, `procfs` (memory and
 //! CPU), `report` (output), `scenarios/` (one file each; `nonreaders`,
 //! `broadcast`, `paced`, `who_batch`, `lists` and `whospam` are hostile
-//! clients), `compare`, `relay`.
+//! clients; `hold` and `crowd` are for a cluster), `compare`, `relay`.
+//!
+//! `--addr a,b,c` spreads the clients over a cluster's nodes, client i on
+//! the (i mod n)-th; `--server-pid` then takes one pid per node.
 
 mod args;
 mod bystanders;
@@ -41,6 +44,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 use crate::args::{Cli, Command, Scenario};
+use crate::procfs::Pids;
 use crate::report::Report;
 use crate::scenarios::Ctx;
 
@@ -116,14 +120,18 @@ fn try_scenario(
     target: Option<(SocketAddr, Option<u32>)>,
 ) -> anyhow::Result<Report> {
     let common = scenario.common();
-    let (addr, pid) = match target {
-        Some(target) => target,
-        None => (net::resolve(&common.addr)?, common.server_pid),
+    let (addrs, pids) = match target {
+        Some((addr, pid)) => (vec![addr], Pids::new(pid.into_iter().collect())),
+        None => (
+            net::resolve_all(&common.addr)?,
+            Pids::new(common.server_pid.clone()),
+        ),
     };
     let sources = common.sources.unwrap_or_else(|| scenario.default_sources());
     let ctx = Ctx {
-        net: net::Net::new(addr, sources)?,
-        pid,
+        net: net::Net::new(addrs, sources)?,
+        pids,
+        aux: Pids::new(common.aux_pid.clone()),
         common: common.clone(),
         tag: common.tag.clone().unwrap_or_else(random_tag),
     };
@@ -151,6 +159,8 @@ fn try_scenario(
             Scenario::WhoBatch(a) => scenarios::who_batch::run(&ctx, a).await,
             Scenario::Lists(a) => scenarios::lists::run(&ctx, a).await,
             Scenario::Whospam(a) => scenarios::whospam::run(&ctx, a).await,
+            Scenario::Hold(a) => scenarios::hold::run(&ctx, a).await,
+            Scenario::Crowd(a) => scenarios::crowd::run(&ctx, a).await,
         }
     };
     let outcome = match scenario.run_bound() {
@@ -167,8 +177,12 @@ fn try_scenario(
     // server that does not answer): do not wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     let mut report = outcome?;
-    report.config("server", addr.to_string());
-    report.config("server_pid", pid);
+    let addrs: Vec<String> = ctx.net.addrs().iter().map(|a| a.to_string()).collect();
+    report.config("server", addrs.join(","));
+    report.config("server_pid", ctx.pids.json());
+    if !ctx.aux.is_empty() {
+        report.config("aux_pid", ctx.aux.json());
+    }
     report.config("generator_threads", common.threads);
     report.config("sources", sources);
     Ok(report)

@@ -1,7 +1,9 @@
-//! Opening client connections: the server's address, the source addresses
-//! the client side is spread over (127.0.0.2, 127.0.0.3, ... so that tens
-//! of thousands of connections do not exhaust one address's ephemeral
-//! ports), and the file-descriptor limit.
+//! Opening client connections: the server's address (or the addresses of
+//! a cluster's nodes, client i on the (i mod n)-th, so that neighbours in
+//! a ring are on different nodes), the source addresses the client side is
+//! spread over (127.0.0.2, 127.0.0.3, ... so that tens of thousands of
+//! connections do not exhaust one address's ephemeral ports), and the
+//! file-descriptor limit.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -12,25 +14,57 @@ use tokio::net::{TcpSocket, TcpStream};
 /// Where and how clients connect.
 #[derive(Clone, Debug)]
 pub(crate) struct Net {
-    pub(crate) addr: SocketAddr,
+    /// Never empty.
+    addrs: Vec<SocketAddr>,
     sources: Vec<IpAddr>,
 }
 
 impl Net {
-    /// Clients of `addr`, bound round-robin to `sources` source addresses
-    /// 127.0.0.2, 127.0.0.3, ... (0: let the kernel choose).
-    pub(crate) fn new(addr: SocketAddr, sources: u8) -> anyhow::Result<Self> {
-        if !addr.ip().is_loopback() {
+    /// Clients of `addrs` (client i of the (i mod n)-th), bound
+    /// round-robin to `sources` source addresses 127.0.0.2, 127.0.0.3, ...
+    /// (0: let the kernel choose).
+    pub(crate) fn new(addrs: Vec<SocketAddr>, sources: u8) -> anyhow::Result<Self> {
+        if addrs.is_empty() {
+            bail!("no server address");
+        }
+        if let Some(addr) = addrs.iter().find(|a| !a.ip().is_loopback()) {
             bail!("{addr} is not a loopback address: load only ever goes to 127.0.0.0/8 or ::1");
         }
-        let sources = if sources > 0 && addr.is_ipv4() {
+        let sources = if sources > 0 && addrs.iter().all(SocketAddr::is_ipv4) {
             (0..sources.min(250))
                 .map(|k| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + k)))
                 .collect()
         } else {
             Vec::new()
         };
-        Ok(Net { addr, sources })
+        Ok(Net { addrs, sources })
+    }
+
+    /// The address client `i` connects to.
+    pub(crate) fn addr(&self, i: usize) -> SocketAddr {
+        self.addrs[i % self.addrs.len()]
+    }
+
+    /// The nodes' addresses, in order.
+    pub(crate) fn addrs(&self) -> &[SocketAddr] {
+        &self.addrs
+    }
+
+    /// How many nodes (addresses) the clients are spread over.
+    pub(crate) fn nodes(&self) -> usize {
+        self.addrs.len()
+    }
+
+    /// The same nodes, client i now on the ((i + k) mod n)-th: a client
+    /// logging in again lands on another node than before.
+    pub(crate) fn rotated(&self, k: usize) -> Net {
+        let mut addrs = self.addrs.clone();
+        let n = addrs.len();
+        addrs.rotate_left(k % n);
+        Net {
+            addrs,
+            sources: self.sources.clone(),
+        }
     }
 
     /// Connects client `i` (TCP_NODELAY: the generator batches its writes
@@ -40,7 +74,8 @@ impl Net {
         i: usize,
         recv_buffer: Option<u32>,
     ) -> io::Result<TcpStream> {
-        let socket = if self.addr.is_ipv4() {
+        let addr = self.addr(i);
+        let socket = if addr.is_ipv4() {
             TcpSocket::new_v4()?
         } else {
             TcpSocket::new_v6()?
@@ -53,7 +88,7 @@ impl Net {
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size)?;
         }
-        let stream = socket.connect(self.addr).await?;
+        let stream = socket.connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(stream)
     }
@@ -84,4 +119,9 @@ pub(crate) fn resolve(addr: &str) -> anyhow::Result<SocketAddr> {
         .with_context(|| format!("bad address '{addr}'"))?
         .next()
         .with_context(|| format!("'{addr}' resolves to nothing"))
+}
+
+/// Resolves comma-separated `host:port`s, each to its first address.
+pub(crate) fn resolve_all(addrs: &str) -> anyhow::Result<Vec<SocketAddr>> {
+    addrs.split(',').map(|a| resolve(a.trim())).collect()
 }

@@ -1,6 +1,7 @@
 //! Reading a process from `/proc`: the server's resident memory (VmRSS in
-//! `/proc/<pid>/status`), the CPU time of the server, of each of its
-//! threads, and of the generator itself (`/proc/<pid>/stat`, so one can
+//! `/proc/<pid>/status`, summed over a cluster's nodes), the CPU time of
+//! the server, of each of its threads, of the processes it depends on
+//! (NATS), and of the generator itself (`/proc/<pid>/stat`, so one can
 //! tell whether the generator was the bottleneck), and the kernel's memory
 //! for TCP (`/proc/net/sockstat`). A sampler polls VmRSS or the TCP memory
 //! every 100 ms so a scenario reports the peak, not only the end.
@@ -84,54 +85,135 @@ pub(crate) fn machine_busy_seconds() -> Option<f64> {
     Some((total - idle) / TICKS_PER_SECOND)
 }
 
-/// CPU used by the generator, the server and the whole machine over a
-/// stretch of time. The machine is shared: what neither the generator nor
-/// the server used ("others", including the kernel's network work done
-/// outside their system calls) says whether a run was disturbed.
+/// The processes of a server: one, or one per node of a cluster
+/// (`--server-pid a,b,c`); or the processes it depends on (`--aux-pid`:
+/// a cluster's NATS servers). Their memory and CPU are reported as sums.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Pids(Vec<u32>);
+
+impl Pids {
+    pub(crate) fn new(pids: Vec<u32>) -> Self {
+        Pids(pids)
+    }
+
+    pub(crate) fn list(&self) -> &[u32] {
+        &self.0
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The pid, when there is exactly one.
+    pub(crate) fn single(&self) -> Option<u32> {
+        match self.0[..] {
+            [pid] => Some(pid),
+            _ => None,
+        }
+    }
+
+    /// The sum of their VmRSS (`None`: no pid given).
+    pub(crate) fn vm_rss(&self) -> Option<std::io::Result<u64>> {
+        (!self.0.is_empty()).then(|| self.0.iter().map(|&pid| vm_rss(pid)).sum())
+    }
+
+    /// For a report's config: the pid, a list of them, or null.
+    pub(crate) fn json(&self) -> Value {
+        match self.0[..] {
+            [] => Value::Null,
+            [pid] => json!(pid),
+            _ => json!(self.0),
+        }
+    }
+
+    fn cpu_each(&self) -> Vec<Option<f64>> {
+        self.0.iter().map(|&pid| cpu_seconds(Some(pid))).collect()
+    }
+}
+
+/// CPU each process of `pids` used since `before`, and their sum (`None`
+/// if any is unknown, or there are none).
+fn cpu_since(pids: &Pids, before: &[Option<f64>]) -> (Vec<Option<f64>>, Option<f64>) {
+    let each: Vec<Option<f64>> = pids
+        .cpu_each()
+        .into_iter()
+        .zip(before)
+        .map(|(now, then)| now.zip(*then).map(|(b, a)| b - a))
+        .collect();
+    let sum = if each.is_empty() {
+        None
+    } else {
+        each.iter().copied().sum()
+    };
+    (each, sum)
+}
+
+/// CPU used by the generator, the server (summed over its processes) and
+/// the whole machine over a stretch of time, and by the processes the
+/// server depends on when given. The machine is shared: what none of them
+/// used ("others", including the kernel's network work done outside their
+/// system calls) says whether a run was disturbed.
 pub(crate) struct CpuMeter {
-    server: Option<u32>,
+    server: Pids,
+    aux: Pids,
     own0: Option<f64>,
-    server0: Option<f64>,
+    server0: Vec<Option<f64>>,
+    aux0: Vec<Option<f64>>,
     machine0: Option<f64>,
     began: std::time::Instant,
 }
 
 impl CpuMeter {
-    pub(crate) fn start(server: Option<u32>) -> Self {
+    pub(crate) fn start(server: &Pids, aux: &Pids) -> Self {
         CpuMeter {
-            server,
             own0: cpu_seconds(None),
-            server0: server.and_then(|pid| cpu_seconds(Some(pid))),
+            server0: server.cpu_each(),
+            aux0: aux.cpu_each(),
+            server: server.clone(),
+            aux: aux.clone(),
             machine0: machine_busy_seconds(),
             began: std::time::Instant::now(),
         }
     }
 
-    /// `{generator_cpu_s, generator_cores, server_cpu_s, server_cores}`:
-    /// seconds of CPU, and that divided by the wall time.
+    /// `{generator_cpu_s, generator_cores, server_cpu_s, server_cores, ...}`:
+    /// seconds of CPU, and that divided by the wall time; with several
+    /// server processes also each one's cores, with aux processes theirs.
     pub(crate) fn stop(&self) -> (Value, String) {
         let wall = self.began.elapsed().as_secs_f64().max(1e-9);
         let own = cpu_seconds(None).zip(self.own0).map(|(b, a)| b - a);
-        let server = self
-            .server
-            .and_then(|pid| cpu_seconds(Some(pid)))
-            .zip(self.server0)
-            .map(|(b, a)| b - a);
+        let (server_each, server) = cpu_since(&self.server, &self.server0);
+        let (aux_each, aux) = cpu_since(&self.aux, &self.aux0);
         let machine = machine_busy_seconds()
             .zip(self.machine0)
             .map(|(b, a)| b - a);
-        let others = machine.map(|m| (m - own.unwrap_or(0.0) - server.unwrap_or(0.0)).max(0.0));
+        let others = machine.map(|m| {
+            (m - own.unwrap_or(0.0) - server.unwrap_or(0.0) - aux.unwrap_or(0.0)).max(0.0)
+        });
         let fmt = |cpu: Option<f64>| match cpu {
             Some(s) => format!("{s:.2} s ({:.2} cores)", s / wall),
             None => "unknown".to_string(),
         };
-        let human = format!(
-            "  cpu: generator {}, server {}, everything else on the machine {}",
-            fmt(own),
-            fmt(server),
-            fmt(others)
-        );
-        let value = json!({
+        let cores = |each: &[Option<f64>]| -> Vec<Option<f64>> {
+            each.iter().map(|s| s.map(|s| s / wall)).collect()
+        };
+        let fmt_each = |each: &[Option<f64>]| {
+            let list: Vec<String> = each
+                .iter()
+                .map(|s| s.map_or("?".into(), |s| format!("{:.2}", s / wall)))
+                .collect();
+            format!(" (each: {} cores)", list.join(", "))
+        };
+        let mut human = format!("  cpu: generator {}, server {}", fmt(own), fmt(server));
+        if server_each.len() > 1 {
+            human.push_str(&fmt_each(&server_each));
+        }
+        if !aux_each.is_empty() {
+            human.push_str(&format!(", aux processes {}", fmt(aux)));
+            human.push_str(&fmt_each(&aux_each));
+        }
+        human.push_str(&format!(", everything else on the machine {}", fmt(others)));
+        let mut value = json!({
             "wall_s": wall,
             "generator_cpu_s": own,
             "generator_cores": own.map(|s| s / wall),
@@ -139,6 +221,14 @@ impl CpuMeter {
             "server_cores": server.map(|s| s / wall),
             "others_cores": others.map(|s| s / wall),
         });
+        if server_each.len() > 1 {
+            value["server_cores_each"] = json!(cores(&server_each));
+        }
+        if !aux_each.is_empty() {
+            value["aux_cpu_s"] = json!(aux);
+            value["aux_cores"] = json!(aux.map(|s| s / wall));
+            value["aux_cores_each"] = json!(cores(&aux_each));
+        }
         (value, human)
     }
 }
@@ -284,9 +374,14 @@ pub(crate) struct MemSampler {
 }
 
 impl MemSampler {
-    /// Starts sampling `pid`'s VmRSS (takes the first sample at once).
-    pub(crate) fn start(pid: u32) -> std::io::Result<Self> {
-        Self::sample(Arc::new(move || vm_rss(pid)))
+    /// Starts sampling the sum of `pids`' VmRSS (takes the first sample
+    /// at once).
+    pub(crate) fn processes(pids: &Pids) -> std::io::Result<Self> {
+        let pids = pids.clone();
+        Self::sample(Arc::new(move || {
+            pids.vm_rss()
+                .unwrap_or_else(|| Err(std::io::Error::other("no pid")))
+        }))
     }
 
     /// Starts sampling the kernel's TCP memory, machine-wide.

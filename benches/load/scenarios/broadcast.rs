@@ -23,7 +23,6 @@ use serde_json::json;
 
 use crate::args::{ATTACK, BroadcastArgs};
 use crate::net::cap_send_buffer;
-use crate::procfs::CpuMeter;
 use crate::report::{Report, counts, fmt_count, fmt_mib};
 use crate::scenarios::{
     BIG_READ, Ctx, Tasks, configure_attack, crowd_names, log_in, peak_target, report_bystanders,
@@ -65,7 +64,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &BroadcastArgs) -> anyhow::Result<Report> 
         tasks.keep(idle);
     }
 
-    let cpu = CpuMeter::start(ctx.pid);
+    let cpu = ctx.cpu_meter();
     let mem = ctx.mem_sampler();
     let bystanders = start_bystanders(ctx, &shared, BYSTANDERS, CHAT, interval).await?;
     let plan = FloodPlan::timed(FLOODER, b"*: ", a.size, duration);

@@ -10,6 +10,11 @@
 //! names logs in again through the barrier: a name still held by a dead
 //! session is refused (achat) or swallows the probe (the tutorial server
 //! relays it to the old session), so the re-login fails.
+//!
+//! Over a cluster (`--addr a,b,c`) session i is on node i mod n (the anchor
+//! on the first), so most sessions' messages to the anchor cross nodes,
+//! and the sample logs in again on the next node, not the one it left:
+//! a name must be free in the whole cluster, not only where it was.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -25,8 +30,8 @@ use crate::args::ChurnArgs;
 use crate::lines::{Line, LineReader, Payload, classify, parse_payload, push_message};
 use crate::login::{LoginOptions, login_all, login_one, login_some};
 use crate::net::Net;
-use crate::procfs::CpuMeter;
 use crate::report::{Progress, Report, counts, fmt_count, fmt_mib, latency_json, latency_line};
+use crate::scenarios::cluster::settle_presence;
 use crate::scenarios::{BIG_READ, Ctx, Tasks, report_cpu, report_logins, report_traffic};
 use crate::state::{Shared, duration_ns, new_histogram};
 use crate::traffic::wait_for;
@@ -69,14 +74,17 @@ pub(crate) async fn run(ctx: &Ctx, a: &ChurnArgs) -> anyhow::Result<Report> {
     let Some(mut anchor) = anchor_write else {
         anyhow::bail!("login barrier lost the anchor");
     };
+    let bound = ctx.common.login_timeout;
+    settle_presence(&ctx.net, &ctx.tag, 1, bound, &mut report).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let who_before = if speaks_who {
         who(&shared, &mut anchor).await
     } else {
         None
     };
-    let cpu = CpuMeter::start(ctx.pid);
+    let cpu = ctx.cpu_meter();
     let mem = ctx.mem_sampler();
+    let aux_mem = ctx.aux_sampler();
 
     // The sessions, started on schedule (or as soon as a slot frees).
     let began = Instant::now();
@@ -151,6 +159,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &ChurnArgs) -> anyhow::Result<Report> {
     // allocator has yet to give back.
     tokio::time::sleep(a.settle).await;
     let memory = ctx.mem_report(&mut report, "memory", mem);
+    ctx.aux_report(&mut report, "aux_memory", aux_mem);
     report_cpu(&mut report, &cpu);
 
     // A sample of the churned names must be free again.
@@ -161,7 +170,8 @@ pub(crate) async fn run(ctx: &Ctx, a: &ChurnArgs) -> anyhow::Result<Report> {
         timeout: Duration::from_secs(10),
         ..ctx.login_options()
     };
-    let relogins = login_some(&shared, &ctx.net, sample.iter().copied(), verify).await;
+    let elsewhere = ctx.net.rotated(1);
+    let relogins = login_some(&shared, &elsewhere, sample.iter().copied(), verify).await;
     drop(relogins.clients);
     let _ = tasks.finish().await;
     drop(anchor);

@@ -15,7 +15,7 @@ use tokio::io::AsyncWriteExt;
 use crate::args::ConnsArgs;
 use crate::lines::{Payload, push_message};
 use crate::login::login_all;
-use crate::procfs::{CpuMeter, vm_rss};
+
 use crate::report::{Report, counts, fmt_count};
 use crate::scenarios::{Ctx, Tasks, report_cpu, report_logins, report_traffic};
 use crate::state::Shared;
@@ -48,12 +48,12 @@ pub(crate) async fn run(ctx: &Ctx, a: &ConnsArgs) -> anyhow::Result<Report> {
     report.config("messages", a.messages);
     report.config("window", a.window);
 
-    let before = ctx.pid.map(vm_rss).transpose()?;
+    let before = ctx.pids.vm_rss().transpose()?;
     let logins = login_all(&shared, &ctx.net, 0..c as u32, ctx.login_options_for(c)).await?;
     report_logins(&mut report, &logins);
     // Let the server finish what the logins started (log lines, buffers).
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = ctx.pid.map(vm_rss).transpose()?;
+    let after = ctx.pids.vm_rss().transpose()?;
     match (before, after) {
         (Some(before), Some(after)) => {
             let per = (after as f64 - before as f64) / c as f64;
@@ -76,7 +76,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &ConnsArgs) -> anyhow::Result<Report> {
         }
     }
 
-    let cpu = CpuMeter::start(ctx.pid);
+    let cpu = ctx.cpu_meter();
     let began = Instant::now();
     let mut tasks = Tasks::default();
     let mut writes = Vec::with_capacity(c);

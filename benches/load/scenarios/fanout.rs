@@ -10,7 +10,6 @@ use anyhow::bail;
 
 use crate::args::FanoutArgs;
 use crate::login::login_all;
-use crate::procfs::CpuMeter;
 use crate::report::{Report, counts};
 use crate::scenarios::{
     BIG_READ, Ctx, Tasks, report_cpu, report_logins, report_traffic, shortfall,
@@ -44,7 +43,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &FanoutArgs) -> anyhow::Result<Report> {
 
     let per_sender = a.messages * k as u64;
     let total = s as u64 * per_sender;
-    let cpu = CpuMeter::start(ctx.pid);
+    let cpu = ctx.cpu_meter();
     let mem = ctx.mem_sampler();
     let began = Instant::now();
     let mut tasks = Tasks::default();

@@ -13,7 +13,6 @@ use serde_json::json;
 use crate::args::FloodArgs;
 use crate::bystanders::Bystanders;
 use crate::login::login_all;
-use crate::procfs::CpuMeter;
 use crate::report::{Progress, Report, counts, fmt_count, fmt_mib};
 use crate::scenarios::{
     BIG_READ, Ctx, Tasks, check_bystanders, ended_by, report_cpu, report_latency, report_logins,
@@ -50,7 +49,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &FloodArgs) -> anyhow::Result<Report> {
     let logins = login_all(&shared, &ctx.net, [FLOODER, SINK], ctx.login_options()).await?;
     report_logins(&mut report, &logins);
 
-    let cpu = CpuMeter::start(ctx.pid);
+    let cpu = ctx.cpu_meter();
     let mem = ctx.mem_sampler();
     let bystanders = Bystanders::start(
         &shared,

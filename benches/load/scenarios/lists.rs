@@ -32,7 +32,7 @@ use serde_json::json;
 use crate::args::{ATTACK, ListsArgs};
 use crate::bystanders::Bystanders;
 use crate::login::LoginOptions;
-use crate::procfs::{CpuMeter, ThreadMeter};
+use crate::procfs::ThreadMeter;
 use crate::report::{Report, counts, fmt_count};
 use crate::scenarios::{
     Ctx, configure_attack, log_in, report_bystanders, report_cpu, settle, watch,
@@ -82,8 +82,8 @@ pub(crate) async fn run(ctx: &Ctx, a: &ListsArgs) -> anyhow::Result<Report> {
     let other = [clients.take(OTHER[0])?, clients.take(OTHER[1])?];
     let same = [clients.take(SAME[0])?, clients.take(SAME[1])?];
 
-    let cpu = CpuMeter::start(ctx.pid);
-    let threads = ThreadMeter::start(ctx.pid);
+    let cpu = ctx.cpu_meter();
+    let threads = ThreadMeter::start(ctx.pids.single());
     let mem = ctx.mem_sampler();
     let same = Bystanders::adopt(&shared, same, SAME_WORKER, interval).await?;
     let other = Bystanders::adopt(&shared, other, OTHER_WORKER, interval).await?;

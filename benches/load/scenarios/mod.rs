@@ -5,25 +5,30 @@
 
 pub(crate) mod broadcast;
 pub(crate) mod churn;
+pub(crate) mod cluster;
 pub(crate) mod conns;
+mod costs;
+pub(crate) mod crowd;
 pub(crate) mod fanout;
 pub(crate) mod flood;
+pub(crate) mod hold;
+pub(crate) mod holders;
 pub(crate) mod lists;
 pub(crate) mod nonreaders;
 pub(crate) mod paced;
 pub(crate) mod ring;
 pub(crate) mod slow;
+mod tasks;
 pub(crate) mod who_batch;
 pub(crate) mod whospam;
 
-use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::tcp::OwnedWriteHalf;
 use tokio::task::JoinHandle;
 
 use anyhow::Context as _;
@@ -33,10 +38,13 @@ use crate::bystanders::{Bystanders, Chatted};
 use crate::lines::{Line, LineReader, classify};
 use crate::login::{Client, LoginOptions, Logins, login_all, login_one};
 use crate::net::Net;
-use crate::procfs::{CpuMeter, MemSampler, MemStats};
+use crate::procfs::{CpuMeter, MemSampler, MemStats, Pids};
 use crate::report::{Progress, Report, fmt_count, fmt_mib, latency_json, latency_line};
 use crate::state::Shared;
-use crate::traffic::{FloodPlan, Flooded, Windowed, receive, send_flood, send_windowed, who_count};
+use crate::traffic::{FloodPlan, Flooded, send_flood, who_count};
+
+pub(crate) use costs::report_cpu_per_delivery;
+pub(crate) use tasks::Tasks;
 
 /// Read buffer of a busy client.
 pub(crate) const BIG_READ: usize = 256 * 1024;
@@ -44,7 +52,10 @@ pub(crate) const BIG_READ: usize = 256 * 1024;
 /// Where and how one run goes.
 pub(crate) struct Ctx {
     pub(crate) net: Net,
-    pub(crate) pid: Option<u32>,
+    /// The server's processes (one per node of a cluster), maybe none.
+    pub(crate) pids: Pids,
+    /// The processes it depends on (NATS), maybe none.
+    pub(crate) aux: Pids,
     pub(crate) common: Common,
     /// Makes this run's names unique.
     pub(crate) tag: String,
@@ -81,9 +92,29 @@ impl Ctx {
         }
     }
 
-    /// Starts sampling the server's memory, when its pid is known.
+    /// Starts sampling the server's memory (the sum over its processes),
+    /// when its pid is known.
     pub(crate) fn mem_sampler(&self) -> Option<MemSampler> {
-        self.pid.and_then(|pid| MemSampler::start(pid).ok())
+        MemSampler::processes(&self.pids).ok()
+    }
+
+    /// Starts measuring the CPU of the generator, the server and the aux
+    /// processes.
+    pub(crate) fn cpu_meter(&self) -> CpuMeter {
+        CpuMeter::start(&self.pids, &self.aux)
+    }
+
+    /// Starts sampling the aux processes' memory (NATS), when given.
+    pub(crate) fn aux_sampler(&self) -> Option<MemSampler> {
+        MemSampler::processes(&self.aux).ok()
+    }
+
+    /// Stops `sampler` (of [`Ctx::aux_sampler`]) and reports it under
+    /// `key`, when aux pids were given.
+    pub(crate) fn aux_report(&self, report: &mut Report, key: &str, sampler: Option<MemSampler>) {
+        if let Some(sampler) = sampler {
+            report_sampled(report, key, "aux processes' VmRSS (sum)", sampler);
+        }
     }
 
     /// Stops `sampler` and reports `{before, peak, after, growth}` under
@@ -94,7 +125,7 @@ impl Ctx {
         key: &str,
         sampler: Option<MemSampler>,
     ) -> Option<MemStats> {
-        match sampler.filter(|_| self.pid.is_some()) {
+        match sampler.filter(|_| !self.pids.is_empty()) {
             Some(sampler) => Some(report_sampled(report, key, "VmRSS", sampler)),
             None => {
                 report.line(format!("  {key}: unknown (give --server-pid)"));
@@ -476,106 +507,4 @@ pub(crate) fn shortfall(
         }
     }
     (lost, examples)
-}
-
-/// The reader and sender tasks of a run. Write halves stay open until
-/// [`Tasks::finish`]: closing one would tell the server the client left.
-#[derive(Default)]
-pub(crate) struct Tasks {
-    readers: Vec<JoinHandle<()>>,
-    senders: Vec<JoinHandle<io::Result<OwnedWriteHalf>>>,
-    idle: Vec<OwnedWriteHalf>,
-}
-
-impl Tasks {
-    /// Starts client `me`'s receive loop.
-    pub(crate) fn reader(
-        &mut self,
-        shared: &Arc<Shared>,
-        me: u32,
-        class: usize,
-        read: OwnedReadHalf,
-        leftover: &[u8],
-        buffer: usize,
-    ) {
-        self.read_with(shared, me, class, read, LineReader::new(buffer, leftover));
-    }
-
-    /// Splits `client`, starts its receive loop (latencies in `class`,
-    /// `buffer` bytes of read buffer), and returns its write half.
-    pub(crate) fn split(
-        &mut self,
-        shared: &Arc<Shared>,
-        client: Client,
-        class: usize,
-        buffer: usize,
-    ) -> OwnedWriteHalf {
-        let (read, write) = client.stream.into_split();
-        self.reader(shared, client.index, class, read, &client.leftover, buffer);
-        write
-    }
-
-    /// Starts client `me`'s receive loop on `reader` (a paced one, say);
-    /// returns its number for [`Tasks::reader_ended`].
-    pub(crate) fn read_with(
-        &mut self,
-        shared: &Arc<Shared>,
-        me: u32,
-        class: usize,
-        read: OwnedReadHalf,
-        reader: LineReader,
-    ) -> usize {
-        self.readers.push(tokio::spawn(receive(
-            shared.clone(),
-            me,
-            class,
-            read,
-            reader,
-            false,
-        )));
-        self.readers.len() - 1
-    }
-
-    /// Whether reader `i`'s loop has ended: the server closed its
-    /// connection (or the connection failed).
-    pub(crate) fn reader_ended(&self, i: usize) -> bool {
-        self.readers.get(i).is_some_and(JoinHandle::is_finished)
-    }
-
-    /// Starts a windowed sender.
-    pub(crate) fn sender(&mut self, shared: &Arc<Shared>, plan: Windowed, write: OwnedWriteHalf) {
-        self.senders
-            .push(tokio::spawn(send_windowed(shared.clone(), plan, write)));
-    }
-
-    /// Keeps a write half open without sending on it.
-    pub(crate) fn keep(&mut self, write: OwnedWriteHalf) {
-        self.idle.push(write);
-    }
-
-    /// Stops everything and closes the connections; returns the senders'
-    /// write errors.
-    pub(crate) async fn finish(self) -> Vec<String> {
-        for r in &self.readers {
-            r.abort();
-        }
-        let mut errors = Vec::new();
-        let mut writes = self.idle;
-        for s in self.senders {
-            if !s.is_finished() {
-                s.abort();
-                continue;
-            }
-            match s.await {
-                Ok(Ok(w)) => writes.push(w),
-                Ok(Err(e)) => errors.push(format!("write failed: {e}")),
-                Err(e) => errors.push(format!("sender task: {e}")),
-            }
-        }
-        for r in self.readers {
-            let _ = r.await;
-        }
-        drop(writes);
-        errors
-    }
 }

@@ -28,7 +28,7 @@ use serde_json::json;
 
 use crate::args::{NONREADERS_ATTACK, NonreadersArgs};
 use crate::net::cap_send_buffer;
-use crate::procfs::{CpuMeter, MemSampler};
+use crate::procfs::MemSampler;
 use crate::report::{Report, counts, fmt_count, fmt_mib};
 use crate::scenarios::{
     BIG_READ, Ctx, Tasks, configure_attack, crowd_names, log_in, online_count, peak_target,
@@ -71,10 +71,10 @@ pub(crate) async fn run(ctx: &Ctx, a: &NonreadersArgs) -> anyhow::Result<Report>
     cap_send_buffer(&broadcaster.stream)?;
     let nonreaders: Vec<_> = clients.rest().into_iter().map(|c| c.stream).collect();
 
-    let cpu = CpuMeter::start(ctx.pid);
+    let cpu = ctx.cpu_meter();
     let mem = ctx.mem_sampler();
     let tcp = tcp_sampler();
-    let sockets = MemSampler::server_sockets(ctx.net.addr.port()).ok();
+    let sockets = MemSampler::server_sockets(ctx.net.addr(0).port()).ok();
     let bystanders = start_bystanders(ctx, &shared, BYSTANDERS, CHAT, interval).await?;
 
     let mut tasks = Tasks::default();

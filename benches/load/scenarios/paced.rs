@@ -21,7 +21,6 @@ use serde_json::json;
 use crate::args::PacedArgs;
 use crate::lines::LineReader;
 use crate::net::cap_send_buffer;
-use crate::procfs::CpuMeter;
 use crate::report::{Report, counts, fmt_count, fmt_mib};
 use crate::scenarios::{
     BIG_READ, Ctx, Tasks, log_in, report_cpu, report_flood, sampled_now, start_flood, watch,
@@ -69,7 +68,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &PacedArgs) -> anyhow::Result<Report> {
     } else {
         shared.names[FIRST as usize..].join(",")
     };
-    let cpu = CpuMeter::start(ctx.pid);
+    let cpu = ctx.cpu_meter();
     let mem = ctx.mem_sampler();
     let prefix = format!("{recipients}: ");
     let plan = FloodPlan::timed(SENDER, prefix.as_bytes(), a.size, a.duration);

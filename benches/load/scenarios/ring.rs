@@ -1,7 +1,10 @@
 //! `ring`: N clients log in; client i sends M messages to client i+1 (the
 //! last to the first), with at most W of its messages not yet received in
 //! flight. Measures deliveries per second and one-way latency; checks that
-//! every message arrives once, in order, from the right sender.
+//! every message arrives once, in order, from the right sender. Spread
+//! over a cluster (`--addr a,b,c`), neighbours are on different nodes, so
+//! every message crosses nodes; the ring starts once every node lists
+//! every client.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,10 +13,10 @@ use anyhow::bail;
 
 use crate::args::RingArgs;
 use crate::login::login_all;
-use crate::procfs::CpuMeter;
 use crate::report::{Report, counts};
+use crate::scenarios::cluster::settle_presence;
 use crate::scenarios::{
-    BIG_READ, Ctx, Tasks, report_cpu, report_logins, report_traffic, shortfall,
+    BIG_READ, Ctx, Tasks, report_cpu_per_delivery, report_logins, report_traffic, shortfall,
 };
 use crate::state::Shared;
 use crate::traffic::{Windowed, wait_for};
@@ -33,10 +36,13 @@ pub(crate) async fn run(ctx: &Ctx, a: &RingArgs) -> anyhow::Result<Report> {
 
     let logins = login_all(&shared, &ctx.net, 0..n as u32, ctx.login_options()).await?;
     report_logins(&mut report, &logins);
+    let presence_bound = ctx.common.login_timeout;
+    settle_presence(&ctx.net, &ctx.tag, n as u64, presence_bound, &mut report).await?;
 
     let total = n as u64 * a.messages;
-    let cpu = CpuMeter::start(ctx.pid);
+    let cpu = ctx.cpu_meter();
     let mem = ctx.mem_sampler();
+    let aux_mem = ctx.aux_sampler();
     let began = Instant::now();
     let mut tasks = Tasks::default();
     for client in logins.clients {
@@ -69,7 +75,8 @@ pub(crate) async fn run(ctx: &Ctx, a: &RingArgs) -> anyhow::Result<Report> {
     ));
     report_traffic(&mut report, &shared, 0, "ring", elapsed);
     ctx.mem_report(&mut report, "memory", mem);
-    report_cpu(&mut report, &cpu);
+    ctx.aux_report(&mut report, "aux_memory", aux_mem);
+    report_cpu_per_delivery(&mut report, &cpu, shared.delivered(0));
     counts(&mut report, &shared, false, false);
     let (lost, examples) = shortfall(&shared, (0..n as u32).map(|s| (s, a.messages)));
     report.result("lost", lost);

@@ -26,7 +26,6 @@ use tokio::net::TcpStream;
 use crate::args::SlowArgs;
 use crate::bystanders::Bystanders;
 use crate::login::{LoginOptions, login_all};
-use crate::procfs::CpuMeter;
 use crate::report::{Progress, Report, counts, fmt_mib};
 use crate::scenarios::{
     BIG_READ, Ctx, Tasks, check_bystanders, ended_by, report_cpu, report_latency, report_logins,
@@ -85,7 +84,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &SlowArgs) -> anyhow::Result<Report> {
     let wmem_max = tcp_mem_max("tcp_wmem").unwrap_or(4 << 20);
     let threshold = a.max_outbox_bytes + slow_rcvbuf + wmem_max;
 
-    let cpu = CpuMeter::start(ctx.pid);
+    let cpu = ctx.cpu_meter();
     let mem = ctx.mem_sampler();
     let bystanders = Bystanders::start(
         &shared,

@@ -19,7 +19,6 @@ use tokio::io::AsyncWriteExt;
 
 use crate::args::WhoBatchArgs;
 use crate::lines::{LineReader, Payload, push_message};
-use crate::procfs::CpuMeter;
 use crate::report::{Report, counts, fmt_count};
 use crate::scenarios::{BIG_READ, Ctx, Tasks, log_in, report_cpu, watch};
 use crate::state::Shared;
@@ -52,7 +51,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &WhoBatchArgs) -> anyhow::Result<Report> {
         sent_ns: shared.now_ns(),
     };
     push_message(&mut asked, me.as_bytes(), marker, 0);
-    let cpu = CpuMeter::start(ctx.pid);
+    let cpu = ctx.cpu_meter();
     let mem = ctx.mem_sampler();
     let began = Instant::now();
     let written = write.write_all(&asked).await;

@@ -18,7 +18,6 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 
 use crate::args::{ATTACK, WhospamArgs};
-use crate::procfs::CpuMeter;
 use crate::report::{Report, counts, fmt_count};
 use crate::scenarios::{
     BIG_READ, Ctx, Tasks, configure_attack, crowd_names, log_in, report_bystanders, report_cpu,
@@ -54,7 +53,7 @@ pub(crate) async fn run(ctx: &Ctx, a: &WhospamArgs) -> anyhow::Result<Report> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let idle = clients.rest();
 
-    let cpu = CpuMeter::start(ctx.pid);
+    let cpu = ctx.cpu_meter();
     let mem = ctx.mem_sampler();
     let bystanders = start_bystanders(ctx, &shared, BYSTANDERS, CHAT, interval).await?;
     let began = Instant::now();
