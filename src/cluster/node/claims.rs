@@ -114,10 +114,6 @@ impl Cluster {
                             this.release(name.clone(), revision);
                             return this.claim_again(name, attempt);
                         }
-                    } else if !this.nodes.is_alive(&holder) {
-                        Err(ClaimRefused::HeldByLostNode(
-                            this.timing.names_freed_within(),
-                        ))
                     } else {
                         return this.ask_holder(holder, name, attempt);
                     }
@@ -129,8 +125,8 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// The name is held by a live node: it alone knows whether its user is
-    /// still there or the name is on its way back (a `/quit` there a
+    /// The name is held by another node: it alone knows whether its user
+    /// is still there or the name is on its way back (a `/quit` there a
     /// moment ago, its release not applied yet). Asked, not guessed.
     pub(super) fn ask_holder(&mut self, holder: String, name: Name, attempt: u32) -> ClaimFuture {
         let client = self.client.clone();
@@ -142,6 +138,16 @@ impl Cluster {
                 .into_actor(self)
                 .then(move |answer, this, _| match answer {
                     Ok(Ok(reply)) if &reply.payload[..] == b"0" => this.claim_again(name, attempt),
+                    Ok(Ok(_)) => boxed_ready(Err(ClaimRefused::Taken)),
+                    // No answer ("no responders" at once, if nobody
+                    // listens on its subject): a node that is not heard
+                    // from either is gone, and its names are on their way
+                    // back. (A node that just started may not have heard
+                    // a live holder yet: asking first keeps it from
+                    // calling that holder lost.)
+                    _ if !this.nodes.is_alive(&holder) => boxed_ready(Err(
+                        ClaimRefused::HeldByLostNode(this.timing.names_freed_within()),
+                    )),
                     _ => boxed_ready(Err(ClaimRefused::Taken)),
                 }),
         )
