@@ -112,7 +112,7 @@ pub async fn run(
         total: config.max_total_outbox_bytes,
     };
     let cluster = match &config.cluster {
-        Some(cluster) => Some(join_cluster(cluster, config.max_line_bytes).await?),
+        Some(cluster) => Some(crate::cluster::join(cluster, config.max_line_bytes).await?),
         None => None,
     };
     let gauge = Arc::new(RosterGauge::default());
@@ -129,7 +129,7 @@ pub async fn run(
     });
     if let Some((_, cluster, _)) = &cluster {
         let attached = cluster
-            .send(crate::cluster::Attach(broker_cluster_link(&broker)))
+            .send(crate::cluster::Attach(crate::cluster::broker_link(&broker)))
             .await;
         match attached {
             Ok(Ok(())) => {}
@@ -217,51 +217,6 @@ pub async fn run(
     }
     info!("shutdown: done in {:?}", started.elapsed());
     Ok(())
-}
-
-/// Connects to the cluster on an arbiter of its own (the NATS client's
-/// tasks live there) and starts the cluster actor.
-async fn join_cluster(
-    config: &crate::cluster::ClusterConfig,
-    max_line_bytes: usize,
-) -> io::Result<(Arbiter, Addr<Cluster>, crate::messages::cluster::NodeId)> {
-    let arbiter = Arbiter::try_new()?;
-    let (connected_tx, connected) = oneshot::channel();
-    let for_arbiter = config.clone();
-    arbiter.spawn(async move {
-        let _ = connected_tx.send(Cluster::connect(&for_arbiter).await);
-    });
-    let cluster = connected
-        .await
-        .map_err(|_| io::Error::other("cluster: the cluster's thread ended"))?
-        .map_err(io::Error::other)?;
-    // One relayed line and its recipients, plus a full frame, must fit in
-    // one NATS message.
-    let needed = 2 * max_line_bytes + crate::cluster::MAX_FRAME_BYTES;
-    if cluster.max_payload() < needed {
-        return Err(io::Error::other(format!(
-            "cluster: --max-line-bytes {max_line_bytes} needs NATS messages of {needed} bytes; \
-             the server allows {} (max_payload)",
-            cluster.max_payload()
-        )));
-    }
-    let node = cluster.node_id();
-    info!(
-        "cluster: node {node} of cluster {} (NATS {})",
-        config.cluster_name, config.urls
-    );
-    let addr = Cluster::start_in_arbiter(&arbiter.handle(), move |_| cluster);
-    Ok((arbiter, addr, node))
-}
-
-/// Where the cluster actor reaches the broker.
-fn broker_cluster_link(broker: &Addr<Broker>) -> crate::messages::cluster::BrokerClusterLink {
-    crate::messages::cluster::BrokerClusterLink {
-        incoming: broker.clone().recipient(),
-        roster: broker.clone().recipient(),
-        undelivered: broker.clone().recipient(),
-        contact: broker.clone().recipient(),
-    }
 }
 
 /// The accept loop's state.

@@ -21,7 +21,8 @@
 //!   and the janitor that frees the names of a node that died
 //!   (`janitor.rs`).
 //!
-//! The broker never touches NATS and never waits for it: it routes lines
+//! [`join`] connects a starting node (the server calls it before it
+//! accepts). The broker never touches NATS and never waits for it: it routes lines
 //! for remote users into per-node buffers (`broker/remote.rs`) and hands
 //! them to the cluster actor with `do_send`. See docs/CLUSTER.md for how to
 //! run a cluster and what it guarantees.
@@ -33,7 +34,11 @@ mod node;
 pub mod presence;
 pub mod wire;
 
+use std::io;
 use std::time::Duration;
+
+use actix::prelude::*;
+use log::info;
 
 pub use node::{Attach, Cluster, ClusterError, ClusterStop};
 
@@ -117,4 +122,51 @@ pub fn random_node_id() -> String {
     );
     hasher.write_u32(std::process::id());
     format!("{:08x}", hasher.finish() as u32)
+}
+
+/// Connects to the cluster on an arbiter of its own (the NATS client's
+/// tasks live there) and starts the cluster actor.
+pub async fn join(
+    config: &ClusterConfig,
+    max_line_bytes: usize,
+) -> io::Result<(Arbiter, Addr<Cluster>, crate::messages::cluster::NodeId)> {
+    let arbiter = Arbiter::try_new()?;
+    let (connected_tx, connected) = tokio::sync::oneshot::channel();
+    let for_arbiter = config.clone();
+    arbiter.spawn(async move {
+        let _ = connected_tx.send(Cluster::connect(&for_arbiter).await);
+    });
+    let cluster = connected
+        .await
+        .map_err(|_| io::Error::other("cluster: the cluster's thread ended"))?
+        .map_err(io::Error::other)?;
+    // One relayed line and its recipients, plus a full frame, must fit in
+    // one NATS message.
+    let needed = 2 * max_line_bytes + MAX_FRAME_BYTES;
+    if cluster.max_payload() < needed {
+        return Err(io::Error::other(format!(
+            "cluster: --max-line-bytes {max_line_bytes} needs NATS messages of {needed} bytes; \
+             the server allows {} (max_payload)",
+            cluster.max_payload()
+        )));
+    }
+    let node = cluster.node_id();
+    info!(
+        "cluster: node {node} of cluster {} (NATS {})",
+        config.cluster_name, config.urls
+    );
+    let addr = Cluster::start_in_arbiter(&arbiter.handle(), move |_| cluster);
+    Ok((arbiter, addr, node))
+}
+
+/// Where the cluster actor reaches the broker.
+pub fn broker_link(
+    broker: &Addr<crate::broker::Broker>,
+) -> crate::messages::cluster::BrokerClusterLink {
+    crate::messages::cluster::BrokerClusterLink {
+        incoming: broker.clone().recipient(),
+        roster: broker.clone().recipient(),
+        undelivered: broker.clone().recipient(),
+        contact: broker.clone().recipient(),
+    }
 }
