@@ -17,6 +17,11 @@
 #   RUNS=3 benches/cluster.sh          # each ring RUNS times, alternating
 #   ONLY="ring crowd" benches/cluster.sh
 #   CHURN="--sessions 20000 --rate 1000" benches/cluster.sh
+#   NODE_ARGS="" benches/cluster.sh   # nodes with default worker threads
+#
+# Each node runs with NODE_ARGS (default "--workers 1"): three nodes share
+# the two cores, and a node's default of one worker per CPU gives nine
+# runnable threads for two cores (see docs/BENCHMARKS.md, "Cluster").
 #
 # Needs nats-server on PATH (or NATS_SERVER=path) and release builds:
 #   cargo build --release --bins --bench load
@@ -28,6 +33,7 @@ out=target/cluster
 mkdir -p "$out"
 runs=${RUNS:-1}
 only=${ONLY:-ring crowd churn}
+read -r -a node_args <<< "${NODE_ARGS---workers 1}"
 nats=${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}
 achat=target/release/achat-server
 baseline=target/baselines/release/tokio-achat
@@ -118,7 +124,8 @@ start_nodes() {
         port=$(free_port)
         RUST_LOG=warn "$achat" --bind "127.0.0.1:$port" \
             --cluster "nats://127.0.0.1:${client_ports[$k]}" \
-            --cluster-name "$name" --node-id "node$k" > "$out/$name-node$k.log" 2>&1 &
+            --cluster-name "$name" --node-id "node$k" "${node_args[@]}" \
+            > "$out/$name-node$k.log" 2>&1 &
         pids+=($!) node_pids+=($!)
         addrs+=("127.0.0.1:$port")
         if [ "$k" = 0 ]; then
