@@ -92,70 +92,76 @@ pub(super) struct Resolved<'p> {
 }
 
 /// Resolves `typed`: its exact spelling here, then on another node, and
-/// only if both miss, its folded form here and then elsewhere.
+/// only if both miss, its folded form here and then elsewhere. On the
+/// exact path this is one lookup in `names` and one in `peers`, as before
+/// names were folded.
 pub(super) fn resolve<'p>(
     names: &NameTable,
     peers: &'p mut Table<ConnId, Peer>,
     remote: Option<&Remote>,
     typed: &str,
 ) -> Resolved<'p> {
-    let exact = match names.exact(typed) {
-        Some(id) => Some(id),
-        None => match remote.and_then(|r| r.node_of(typed)) {
-            Some(node) => {
-                return Resolved {
-                    target: Target::There(node.clone()),
-                    respelled: None,
-                };
-            }
-            None => None,
-        },
-    };
-    let (id, respelled) = match exact {
-        Some(id) => (id, None),
+    let (here, folded) = match names.exact(typed) {
+        Some(id) => (Some(id), None),
         None => {
-            let folded = Folded::of(typed);
-            match names.holder(&folded) {
-                Some(id) => (id, Some(())),
-                None => {
-                    let target = remote.and_then(|r| r.spelling_of(&folded));
-                    return match target {
-                        Some((spelling, node)) => Resolved {
-                            target: Target::There(node.clone()),
-                            respelled: Some(spelling.clone()),
-                        },
-                        None => Resolved {
-                            target: Target::Nowhere,
-                            respelled: None,
-                        },
-                    };
-                }
+            if let Some(node) = remote.and_then(|r| r.node_of(typed)) {
+                return Resolved::there(node, None);
             }
+            let folded = Folded::of(typed);
+            (names.holder(&folded), Some(folded))
         }
     };
-    match peers.get_mut(&id).filter(|peer| peer.is_online()) {
-        Some(peer) => {
-            let respelled = respelled.and(peer.name.clone());
-            Resolved {
-                target: Target::Here(id, peer),
-                respelled,
-            }
+    if let Some(id) = here
+        && let Some(peer) = peers.get_mut(&id).filter(|peer| peer.is_online())
+    {
+        // Cloned only when found by fold: the exact path touches no
+        // reference count.
+        let respelled = folded.as_ref().and_then(|_| peer.name.clone());
+        return Resolved {
+            target: Target::Here(id, peer),
+            respelled,
+        };
+    }
+    // Not online here (or evicted, its name not yet given up): elsewhere?
+    let Some(remote) = remote else {
+        return Resolved::NOWHERE;
+    };
+    if folded.is_none()
+        && let Some(node) = remote.node_of(typed)
+    {
+        return Resolved::there(node, None);
+    }
+    let folded = folded.unwrap_or_else(|| Folded::of(typed));
+    match remote.spelling_of(&folded) {
+        Some((spelling, node)) => Resolved::there(node, Some(spelling.clone())),
+        None => Resolved::NOWHERE,
+    }
+}
+
+impl Resolved<'_> {
+    const NOWHERE: Self = Resolved {
+        target: Target::Nowhere,
+        respelled: None,
+    };
+
+    fn there(node: &NodeId, respelled: Option<Name>) -> Self {
+        Resolved {
+            target: Target::There(node.clone()),
+            respelled,
         }
-        None => Resolved {
-            target: Target::Nowhere,
-            respelled: None,
-        },
     }
 }
 
 /// The recipients of one line that were found by their folded form, so
 /// that `alice, Alice: hi` reaches Alice once, as `alice, alice: hi` does
-/// (the parser drops exact repeats). Made only for a line that needed the
-/// fold: the exact path pays nothing for it.
+/// (the parser drops exact repeats). Empty until the line's first fold
+/// hit: the exact path pays nothing for it.
 #[derive(Default)]
-pub(super) struct Respelled<'n> {
-    /// Every name as typed in the line (made at the first fold hit).
-    typed: Option<HashSet<&'n str, foldhash::fast::RandomState>>,
+pub(super) struct Respelled<'n>(Option<Seen<'n>>);
+
+struct Seen<'n> {
+    /// Every name as typed in the line.
+    typed: HashSet<&'n str, foldhash::fast::RandomState>,
     /// The spellings reached through folding so far.
     reached: HashSet<Name, foldhash::fast::RandomState>,
 }
@@ -169,8 +175,11 @@ impl<'n> Respelled<'n> {
         spelling: &Name,
         typed: impl Iterator<Item = &'n str>,
     ) -> bool {
-        let listed = self.typed.get_or_insert_with(|| typed.collect());
-        listed.contains(&**spelling) || !self.reached.insert(spelling.clone())
+        let seen = self.0.get_or_insert_with(|| Seen {
+            typed: typed.collect(),
+            reached: HashSet::default(),
+        });
+        seen.typed.contains(&**spelling) || !seen.reached.insert(spelling.clone())
     }
 }
 
