@@ -185,3 +185,32 @@ impl<'n> Respelled<'n> {
 
 /// A recipient on another node, by the spelling that node knows it under.
 pub(super) type Elsewhere<'n> = (NodeId, Cow<'n, str>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(typed: &str) -> LoginName {
+        LoginName::new(typed).unwrap()
+    }
+
+    #[test]
+    fn both_tables_agree_and_only_the_owner_removes() {
+        let mut names = NameTable::default();
+        names.insert(&name("Alice"), 1);
+        assert_eq!(names.exact("Alice"), Some(1));
+        assert_eq!(names.exact("alice"), None, "the exact table is exact");
+        assert_eq!(names.holder(name("\u{0430}lice").folded()), Some(1));
+        // A stale removal (another connection) and a wrong spelling
+        // remove nothing.
+        assert_eq!(names.remove("Alice", 2), None);
+        assert_eq!(names.remove("alice", 1), None);
+        assert_eq!(names.len(), 1);
+        assert_eq!(
+            names.remove("Alice", 1).as_ref(),
+            Some(name("alice").folded())
+        );
+        assert_eq!(names.holder(name("alice").folded()), None);
+        assert_eq!(names.len(), 0);
+    }
+}
