@@ -15,7 +15,7 @@ use crate::protocol::Reply;
 
 /// Routing: where each request of a batch goes.
 impl Broker {
-    /// Carries out one [`Route`]: every request of the batch, in order, as
+    /// Carries out one [`Route`](crate::messages::Route): every request of the batch, in order, as
     /// if each had been a message of its own; then decides when the
     /// sender's credit goes back.
     pub(super) fn route_batch(&mut self, from: ConnId, batch: &Batch, credit: Credit) {
