@@ -17,7 +17,7 @@ use achat::line_reader::{Frame, LineReader};
 use achat::messages::{
     Backlog, Connect, Control, Credit, DELIVER_OVERHEAD, Deliver, NewPeer, Route, SessionLink,
 };
-use achat::protocol::{self, Request};
+use achat::protocol::{self, LoginName, Request};
 use actix::prelude::*;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 
@@ -108,7 +108,9 @@ fn broker_with_peers(system: &SystemRunner, peers: u64) -> Addr<Broker> {
                 session: SessionLink::new(&sink),
                 backlog,
             });
-            let name = format!("r{id}");
+            let Ok(name) = LoginName::new(&format!("r{id}")) else {
+                continue;
+            };
             let _ = broker.send(NewPeer { id, name }).await;
         }
         broker

@@ -303,3 +303,36 @@ async fn who_converges_after_logins_and_leaves_elsewhere() {
     let names = wait_who(&mut watcher, 11).await;
     assert!(names.contains(&"u15".to_string()) && !names.contains(&"u05".to_string()));
 }
+
+#[tokio::test]
+async fn a_name_is_one_name_in_every_spelling_across_nodes() {
+    let Some(f) = Fixture::start(2).await else {
+        return;
+    };
+    let mut alice = f.login(0, "Alice").await;
+    let mut bob = f.login(1, "bob").await;
+    // Once node 1 has heard of Alice, it names her spelling too.
+    assert_eq!(wait_who(&mut bob, 2).await, ["Alice", "bob"]);
+    let mut other = Client::connect(f.addr(1)).await;
+    for typed in ["alice", "\u{0430}lice"] {
+        other.send(typed).await;
+        other
+            .expect(&format!(
+                "error: the name '{typed}' is taken (it is the same name as 'Alice'), choose another"
+            ))
+            .await;
+    }
+    bob.send("alice: hi across nodes").await;
+    alice.expect("from bob: hi across nodes").await;
+    bob.send("ALICE, Alice: once").await;
+    alice.expect("from bob: once").await;
+    alice.send("BOB: hi back").await;
+    bob.expect("from Alice: hi back").await;
+    alice.sync().await;
+    // The claim is the folded name's: given up by Alice, it is free at
+    // once for another spelling on the other node.
+    quit(alice).await;
+    other.send("ALICE").await;
+    other.expect_prefix("server: welcome ALICE ").await;
+    bob.sync().await;
+}

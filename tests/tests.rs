@@ -19,6 +19,7 @@ mod client;
 mod commands;
 mod disconnect;
 mod faults;
+mod folding;
 mod hostile;
 mod limits;
 mod login;

@@ -23,9 +23,11 @@
 //!   future cluster mode adds remote routes there and nowhere else.
 
 mod login;
+mod names;
 mod outbound;
 mod remote;
 mod roster;
+mod route;
 mod shutdown;
 mod slices;
 #[cfg(test)]
@@ -35,15 +37,15 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use actix::prelude::*;
-use log::{debug, info};
+use log::info;
 
-use crate::batch::{Batch, Op};
 use crate::messages::cluster::{ClusterLink, LocalRoster};
 use crate::messages::{
-    BrokerLink, ConnId, Connect, Control, Credit, DrainGuard, Leave, LeaveReason, Name,
-    RosterGauge, Route, SliceDone,
+    BrokerLink, ConnId, Connect, Control, DrainGuard, Leave, LeaveReason, Name, RosterGauge, Route,
+    SliceDone,
 };
 use crate::protocol::Reply;
+use names::NameTable;
 use outbound::{Outbound, Peer};
 use remote::Remote;
 use shutdown::Phase;
@@ -67,8 +69,9 @@ const FLUSH_AT_BYTES: usize = 256 * 1024;
 pub struct Broker {
     /// Every open connection, logged in or not, so shutdown reaches all.
     peers: Table<ConnId, Peer>,
-    /// Who is logged in under which name.
-    names: Table<Name, ConnId>,
+    /// Who is logged in under which name: by spelling, and by the folded
+    /// form names are unique by (`names.rs`).
+    names: NameTable,
     /// The names of the peers online (logged in, not evicted, here and on
     /// the cluster's other nodes), in order, each with the number of
     /// connections online under it (more than one only for a moment, in
@@ -96,7 +99,7 @@ impl Broker {
     pub fn new(limits: OutboxLimits, gauge: Arc<RosterGauge>) -> Self {
         Broker {
             peers: Table::default(),
-            names: Table::default(),
+            names: NameTable::default(),
             roster: BTreeMap::new(),
             who_answer: None,
             gauge,
@@ -124,178 +127,6 @@ impl From<&Addr<Broker>> for BrokerLink {
             route: broker.clone().recipient(),
             drained: broker.clone().recipient(),
             leave: broker.clone().recipient(),
-        }
-    }
-}
-
-/// Routing: where each request of a batch goes.
-impl Broker {
-    /// Carries out one [`Route`]: every request of the batch, in order, as
-    /// if each had been a message of its own; then decides when the
-    /// sender's credit goes back.
-    fn route_batch(&mut self, from: ConnId, batch: &Batch, credit: Credit) {
-        self.out.filled = None;
-        let mut wide = false;
-        for op in batch.ops() {
-            // Checked per op: a sender evicted halfway through its own
-            // output (say, a thousand `/who`s) is not served further.
-            if !self.peers.get(&from).is_some_and(Peer::is_online) {
-                debug!("conn {from}: batch dropped, sender no longer online");
-                break;
-            }
-            wide |= self.apply(from, batch, op);
-            self.settle();
-        }
-        // A batch that went to other nodes comes back from each of them.
-        let credit = match &mut self.remote {
-            Some(remote) => remote.share_credit(credit),
-            None => credit,
-        };
-        self.hold_credit(credit, wide);
-    }
-
-    /// Decides when the credit of what was just handled goes back.
-    ///
-    /// The credit goes back to the sender when it is dropped: now, or,
-    /// if the batch filled someone's outbox past half its cap, when that
-    /// session has written enough (end-to-end back-pressure: a flooder
-    /// slows to its reader's pace instead of getting the reader cut off),
-    /// or, if it fanned out widely, once every slice it reached has gone
-    /// out (a broadcaster is read as fast as its output goes out).
-    fn hold_credit(&mut self, credit: Credit, wide: bool) {
-        let filled = self.out.filled.take();
-        if let Some(peer) = filled.and_then(|id| self.peers.get_mut(&id))
-            && !peer.evicted
-        {
-            peer.held.push(credit);
-        } else if wide {
-            self.out.slices.hold(credit);
-        }
-    }
-
-    /// After each request: peers evicted on the way leave the roster, and
-    /// if the output held for all peers may have passed its cap, it is
-    /// counted and enforced.
-    fn settle(&mut self) {
-        if self.out.may_be_over_total() {
-            self.enforce_total();
-        }
-        while let Some(id) = self.out.evicted.pop() {
-            if let Some(name) = self.peers.get(&id).and_then(|peer| peer.name.clone()) {
-                self.leave_roster(&name);
-            }
-        }
-    }
-
-    /// Carries out one request from `from`.
-    /// Carries out one request from `from`; says whether it fanned out
-    /// widely (its output waits for slices).
-    fn apply(&mut self, from: ConnId, batch: &Batch, op: &Op) -> bool {
-        match op {
-            Op::Send {
-                everyone,
-                names,
-                line,
-            } => {
-                log::trace!(
-                    "conn {from}: {:?}",
-                    String::from_utf8_lossy(batch.bytes(line.clone()))
-                );
-                return self.route(
-                    from,
-                    *everyone,
-                    (batch.names(names.clone()), names.len()),
-                    batch.bytes(line.clone()),
-                );
-            }
-            Op::Who => {
-                let who = self.who_answer.take().unwrap_or_else(|| self.who());
-                self.push_to(from, &who);
-                self.who_answer = Some(who);
-            }
-            Op::Echo(range) => self.push_to(from, batch.bytes(range.clone())),
-        }
-        false
-    }
-
-    /// Decides which sessions get `line`, sent by `from` to `names` (with
-    /// their length in bytes; and to everyone else online if `everyone`),
-    /// and queues it for them; says whether that was a wide fan-out. Names
-    /// that are not online are reported to the sender in one `error:` line.
-    ///
-    /// This is the routing decision, in one place.
-    fn route<'n>(
-        &mut self,
-        from: ConnId,
-        everyone: bool,
-        (names, names_bytes): (impl Iterator<Item = &'n str> + Clone, usize),
-        line: &[u8],
-    ) -> bool {
-        let mut reached = 0usize;
-        // Output to many waits for its slice (slices.rs). More names than
-        // that take at least two bytes each: shorter lists are not counted.
-        let wide = if everyone {
-            self.roster.len() > slices::WIDE_FANOUT
-        } else {
-            names_bytes > 2 * slices::WIDE_FANOUT
-                && names.clone().nth(slices::WIDE_FANOUT).is_some()
-        };
-        if everyone {
-            for (&id, peer) in &mut self.peers {
-                if id != from && peer.is_online() {
-                    peer.push(id, line, wide, &mut self.out);
-                    reached += 1;
-                }
-            }
-            if let Some(remote) = &mut self.remote {
-                remote.send_everyone(from, line);
-                reached += remote.online();
-            }
-        }
-        let mut missing: Vec<&str> = Vec::new();
-        let mut elsewhere = Vec::new();
-        for name in names {
-            let online = self
-                .names
-                .get(name)
-                .and_then(|&id| Some(id).zip(self.peers.get_mut(&id)))
-                .filter(|(_, peer)| peer.is_online());
-            let Some((id, peer)) = online else {
-                match self.remote.as_ref().and_then(|r| r.node_of(name)) {
-                    Some(node) => {
-                        // With `*`, everyone elsewhere has it already.
-                        if !everyone {
-                            elsewhere.push((node.clone(), name));
-                        }
-                        reached += 1;
-                    }
-                    None => missing.push(name),
-                }
-                continue;
-            };
-            // With `*`, everyone but the sender has it already.
-            if !everyone || id == from {
-                peer.push(id, line, wide, &mut self.out);
-            }
-            reached += 1;
-        }
-        if !elsewhere.is_empty()
-            && let Some(remote) = &mut self.remote
-        {
-            remote.send_named(from, elsewhere, line);
-        }
-        if !missing.is_empty() {
-            self.push_to(from, &Reply::NotOnline(&missing).to_bytes());
-        } else if reached == 0 {
-            self.push_to(from, &Reply::NobodyElseOnline.to_bytes());
-        }
-        wide
-    }
-
-    /// Queues output for one peer (if it is still there).
-    fn push_to(&mut self, id: ConnId, bytes: &[u8]) {
-        if let Some(peer) = self.peers.get_mut(&id) {
-            peer.push(id, bytes, false, &mut self.out);
         }
     }
 }
@@ -348,14 +179,14 @@ impl Broker {
         if let Some(name) = &peer.name {
             // Only this connection's own registration is removed, never a
             // newer connection that took the name since.
-            if self.names.get(name) == Some(&id) {
-                self.names.remove(name);
+            if let Some(folded) = self.names.remove(name, id) {
                 if !peer.evicted {
                     self.leave_roster(name);
                 }
                 if let Some(remote) = &self.remote {
                     remote.link().roster.do_send(LocalRoster {
                         name: name.clone(),
+                        folded,
                         online: false,
                     });
                 }
@@ -363,7 +194,6 @@ impl Broker {
             info!("conn {id}: {name} left");
         }
         shrink_when_sparse(&mut self.peers);
-        shrink_when_sparse(&mut self.names);
         self.out.bytes = self.out.bytes.saturating_sub(peer.pending.len());
         if reason == LeaveReason::Quit {
             Reply::Bye.write_to(&mut peer.pending);

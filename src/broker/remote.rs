@@ -15,13 +15,14 @@
 use actix::prelude::*;
 use log::{info, warn};
 
+use super::names::Elsewhere;
 use super::{Broker, Table, slices};
 use crate::cluster::wire;
 use crate::messages::cluster::{
     ClusterLink, Contact, Incoming, NodeId, NodeRoster, Outgoing, Reject, RosterUpdate, Undelivered,
 };
 use crate::messages::{ConnId, Credit, LeaveReason, Name};
-use crate::protocol::Reply;
+use crate::protocol::{Folded, Reply};
 
 /// A frame to a node is sent once this many bytes of records wait for it,
 /// without waiting for the end of the mailbox round (well under NATS's
@@ -31,8 +32,13 @@ const FRAME_BYTES: usize = crate::cluster::MAX_FRAME_BYTES;
 /// The broker's view of the rest of the cluster.
 pub(super) struct Remote {
     link: ClusterLink,
-    /// Names online on other nodes, and where.
-    directory: Table<Name, NodeId>,
+    /// Names online on other nodes, by spelling: where, and the folded
+    /// form (to drop its entry in `folded`).
+    directory: Table<Name, (NodeId, Folded)>,
+    /// The same names by folded form: their spelling (a key of
+    /// `directory`). Looked up only when the spelling a sender typed is
+    /// not in `directory` (`names.rs`).
+    folded: Table<Folded, Name>,
     /// Each other node's names.
     nodes: Table<NodeId, Table<Name, ()>>,
     /// Records waiting to go, per node.
@@ -40,8 +46,9 @@ pub(super) struct Remote {
     /// Nodes the current batch wrote to (their buffers take a share of
     /// the sender's credit).
     touched: Vec<NodeId>,
-    /// Names being claimed in the name service by logins on this node.
-    pub(super) claiming: Table<Name, ()>,
+    /// Names being claimed in the name service by logins on this node,
+    /// by folded form: what the name service decides on.
+    pub(super) claiming: Table<Folded, ()>,
     /// Cut off from the cluster: no logins.
     pub(super) cut_off: bool,
     /// Some buffer has records waiting for the next flush.
@@ -61,6 +68,7 @@ impl Remote {
         Remote {
             link,
             directory: Table::default(),
+            folded: Table::default(),
             nodes: Table::default(),
             outgoing: Table::default(),
             touched: Vec::new(),
@@ -75,9 +83,17 @@ impl Remote {
         &self.link
     }
 
-    /// The node `name` is online on, if another one.
+    /// The node `name` (spelled exactly so) is online on, if another one.
     pub(super) fn node_of(&self, name: &str) -> Option<&NodeId> {
-        self.directory.get(name)
+        self.directory.get(name).map(|(node, _)| node)
+    }
+
+    /// The spelling and node of the user online elsewhere under the name
+    /// `folded` is, in any spelling.
+    pub(super) fn spelling_of(&self, folded: &Folded) -> Option<(&Name, &NodeId)> {
+        let spelling = self.folded.get(folded)?;
+        let (node, _) = self.directory.get(spelling)?;
+        Some((spelling, node))
     }
 
     /// Users online on other nodes.
@@ -87,11 +103,11 @@ impl Remote {
 
     /// Queues `line` from `conn` for `names`, all online elsewhere (with
     /// their nodes): one record per node.
-    pub(super) fn send_named(&mut self, conn: ConnId, mut names: Vec<(NodeId, &str)>, line: &[u8]) {
+    pub(super) fn send_named(&mut self, conn: ConnId, mut names: Vec<Elsewhere<'_>>, line: &[u8]) {
         names.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         for group in names.chunk_by(|a, b| a.0 == b.0) {
             let node = group[0].0.clone();
-            let names = group.iter().map(|(_, name)| *name);
+            let names = group.iter().map(|(_, name)| &**name);
             self.pending(node, |records| {
                 wire::write_record(records, conn, false, names, line)
             });
@@ -202,15 +218,33 @@ impl Remote {
         }
         for (online, name) in &changed {
             if *online {
-                self.directory.insert(name.clone(), node.clone());
-            } else if self.directory.get(name) == Some(&node) {
-                self.directory.remove(name);
+                self.came(name, &node);
+            } else if self.directory.get(name).is_some_and(|(at, _)| *at == node) {
+                self.went(name);
             }
         }
         if self.nodes.get(&node).is_some_and(|n| n.is_empty()) {
             self.nodes.remove(&node);
         }
         changed
+    }
+
+    /// `name` came online on `node`. (The name service keeps a folded
+    /// name on one node at a time; for a moment two spellings may be
+    /// listed, one that left and one that came, and the newer is found.)
+    fn came(&mut self, name: &Name, node: &NodeId) {
+        let folded = Folded::of(name);
+        self.folded.insert(folded.clone(), name.clone());
+        self.directory.insert(name.clone(), (node.clone(), folded));
+    }
+
+    /// `name` is no longer online on the node the directory had it on.
+    fn went(&mut self, name: &Name) {
+        if let Some((_, folded)) = self.directory.remove(name)
+            && self.folded.get(&folded) == Some(name)
+        {
+            self.folded.remove(&folded);
+        }
     }
 }
 
@@ -272,10 +306,15 @@ impl Handler<Incoming> for Broker {
             } else {
                 let mut missing = String::new();
                 for name in record.recipients() {
-                    let online = self
+                    // The sending node resolved the name to its spelling
+                    // here; the fold is the fallback for a user who left
+                    // and came back in another spelling meanwhile.
+                    let id = self
                         .names
-                        .get(name)
-                        .and_then(|&id| Some(id).zip(self.peers.get_mut(&id)))
+                        .exact(name)
+                        .or_else(|| self.names.holder(&Folded::of(name)));
+                    let online = id
+                        .and_then(|id| Some(id).zip(self.peers.get_mut(&id)))
                         .filter(|(_, peer)| peer.is_online());
                     match online {
                         Some((id, peer)) => peer.push(id, record.line, false, &mut self.out),

@@ -8,7 +8,10 @@
 //! key's revision:
 //!
 //! - `$KV.achat_<cluster>.n.<encoded name>`: the node id holding the name
-//!   ([`super::keys::encode_name`]);
+//!   ([`super::keys::encode_name`]). The callers (`node/claims.rs`, the
+//!   janitor) pass a name's folded form ([`crate::protocol::Folded`]), so
+//!   `Alice` and `alice` are one key; this module takes any non-empty
+//!   string and does not fold it itself;
 //! - `$KV.achat_<cluster>.node.<node id>`: a node's lease (its last
 //!   renewal time, in Unix milliseconds), renewed by the node while alive.
 //!
@@ -122,7 +125,7 @@ impl From<NameServiceError> for ClaimError {
 /// A name held, as [`NameService::holders`] lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Holder {
-    /// The login name.
+    /// The key the name was claimed under (in achat, its folded form).
     pub name: String,
     /// The node id holding it.
     pub node: String,

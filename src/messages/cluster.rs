@@ -22,6 +22,7 @@ use std::sync::Arc;
 use actix::prelude::*;
 
 use super::{ConnId, Credit, Name};
+use crate::protocol::Folded;
 
 /// A node's id (`--node-id`), shared without copying.
 pub type NodeId = Arc<str>;
@@ -31,8 +32,10 @@ pub type NodeId = Arc<str>;
 #[derive(Message)]
 #[rtype(result = "Result<(), ClaimRefused>")]
 pub struct Claim {
-    /// The name, valid.
+    /// The name, valid, as spelled.
     pub name: Name,
+    /// What the name is unique by: the name service's key.
+    pub folded: Folded,
 }
 
 /// Why the cluster did not give a name.
@@ -56,8 +59,10 @@ pub enum ClaimRefused {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct LocalRoster {
-    /// The name.
+    /// The name, as spelled (what is announced).
     pub name: Name,
+    /// Its folded form (what it was claimed under).
+    pub folded: Folded,
     /// Online now, or gone.
     pub online: bool,
 }

@@ -32,6 +32,7 @@ use std::time::Instant;
 use actix::prelude::*;
 
 use crate::batch::Batch;
+use crate::protocol::LoginName;
 
 pub mod cluster;
 
@@ -131,8 +132,9 @@ pub struct Connect {
 pub struct NewPeer {
     /// The connection logging in.
     pub id: ConnId,
-    /// A name that passed [`validate_name`](crate::protocol::validate_name).
-    pub name: String,
+    /// The name, checked, with its spelling and folded form (computed in
+    /// the session, not on the broker's thread).
+    pub name: LoginName,
 }
 
 /// Why the broker refused a [`NewPeer`]. (What the client is told is
@@ -143,6 +145,15 @@ pub enum LoginError {
     /// Another connection is logged in under this name.
     #[error("name {0:?} taken")]
     Taken(String),
+    /// Another connection is logged in under the same name spelled
+    /// differently (`ALICE` asked for, `Alice` online).
+    #[error("name {name:?} taken as {online:?}")]
+    TakenAs {
+        /// The spelling asked for.
+        name: String,
+        /// The spelling online.
+        online: String,
+    },
     /// The server is shutting down and takes no new logins.
     #[error("shutting down")]
     ShuttingDown,

@@ -17,8 +17,16 @@
 //! and are one name; `zoë` and `日本語` are names of their own, as is any
 //! mix of scripts that does not look like another name.
 //!
-//! Pure functions; the broker keys its names by [`fold_name`], the cluster
+//! Pure functions; the broker keys its names by [`Folded`], the cluster
 //! claims folded names, the accounts store is keyed by them.
+//!
+//! The tables are the crates': `unicode-normalization` and
+//! `unicode-security` (confusables) carry Unicode 18.0, `caseless` 16.0.
+//! Every node of a cluster must run the same build: a fold that changes
+//! between versions changes which names are one.
+
+use std::fmt;
+use std::sync::Arc;
 
 use unicode_normalization::UnicodeNormalization;
 
@@ -39,6 +47,45 @@ pub fn fold_name(name: &str) -> String {
 /// Whether two names are the same name.
 pub fn same_name(a: &str, b: &str) -> bool {
     a == b || fold_name(a) == fold_name(b)
+}
+
+/// A name's folded form ([`fold_name`]), as a type of its own so that a
+/// table keyed by folded names cannot be looked up by a spelling by
+/// mistake (it deliberately does not borrow as `str`). Shared without
+/// copying.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Folded(Arc<str>);
+
+impl Folded {
+    /// The folded form of `name`.
+    pub fn of(name: &str) -> Self {
+        Folded(Arc::from(fold_name(name)))
+    }
+
+    /// A folded form as another node of the cluster sent it (it asks
+    /// whether this node holds it) or the name service lists it: made by
+    /// [`Folded::of`] there, so taken as it is (folding is not
+    /// idempotent for every string, so it is not folded again).
+    pub fn from_key(key: &str) -> Self {
+        Folded(Arc::from(key))
+    }
+
+    /// The folded text (what the cluster's name service is keyed by).
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Folded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Folded({:?})", &*self.0)
+    }
+}
+
+impl fmt::Display for Folded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
 }
 
 #[cfg(test)]
@@ -68,7 +115,10 @@ mod tests {
     #[test]
     fn compatibility_and_composed_forms_are_the_same_name() {
         // Fullwidth letters; e + combining acute against é.
-        assert!(same_name("alice", "\u{FF41}\u{FF4C}\u{FF49}\u{FF43}\u{FF45}"));
+        assert!(same_name(
+            "alice",
+            "\u{FF41}\u{FF4C}\u{FF49}\u{FF43}\u{FF45}"
+        ));
         assert!(same_name("zoe\u{0301}", "zo\u{00E9}"));
         assert!(same_name("\u{FB01}sh", "fish"));
     }

@@ -28,8 +28,10 @@ pub mod request;
 pub mod server_line;
 pub mod text;
 
-pub use fold::{fold_name, same_name, spelling};
-pub use names::{FORBIDDEN_NAME_CHARS, MAX_NAME_CHARS, NameError, RESERVED_NAMES, validate_name};
+pub use fold::{Folded, fold_name, same_name, spelling};
+pub use names::{
+    FORBIDDEN_NAME_CHARS, LoginName, MAX_NAME_CHARS, NameError, RESERVED_NAMES, validate_name,
+};
 pub use reply::{HELP, Reply, WHO_MAX_NAMES, WHO_NAMES_PER_LINE, write_message, write_who};
 pub use request::{
     ChatLine, Command, Names, Request, RequestError, parse_request, printable, truncate_chars,

@@ -5,13 +5,26 @@
 //! typed or seen: no whitespace, no control or format characters, no
 //! blank-looking fillers, at least one visible character, and none of the
 //! words the server's own lines start with.
+//!
+//! A name that passes is a [`LoginName`]: its spelling (NFC) and its folded
+//! form ([`super::fold`]), computed once, in the session, so the broker
+//! never folds a name at login.
 
+use std::sync::{Arc, LazyLock};
+
+use unicode_normalization::UnicodeNormalization;
+
+use super::fold::Folded;
 use super::text::{is_invisible, is_visible};
 
-/// Names a client may not take, compared without regard to ASCII case:
-/// the server's own lines start with them (`server: ...`, `error: ...`,
-/// `from ...`), so a peer by that name could be mistaken for the server.
+/// Names a client may not take, compared folded (so `Server` and `ѕerver`
+/// with a Cyrillic ѕ are reserved too): the server's own lines start with
+/// them (`server: ...`, `error: ...`, `from ...`), so a peer by that name
+/// could be mistaken for the server.
 pub const RESERVED_NAMES: [&str; 3] = ["server", "error", "from"];
+
+/// [`RESERVED_NAMES`] folded, computed once.
+static RESERVED_FOLDED: LazyLock<[Folded; 3]> = LazyLock::new(|| RESERVED_NAMES.map(Folded::of));
 
 /// A login name may be at most this many characters (not bytes) long.
 pub const MAX_NAME_CHARS: usize = 32;
@@ -49,8 +62,55 @@ pub enum NameError {
     Reserved(String),
 }
 
-/// Checks a login name (already trimmed) against the naming rules.
+/// A login name that passed the naming rules: how it is spelled and what
+/// it is the same name as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoginName {
+    spelling: Arc<str>,
+    folded: Folded,
+}
+
+impl LoginName {
+    /// Checks `typed` (already trimmed) against the naming rules; the
+    /// rules apply to its NFC spelling, the one kept and shown, so `zoë`
+    /// counts three characters however it was typed.
+    pub fn new(typed: &str) -> Result<Self, NameError> {
+        let spelling: String = typed.nfc().collect();
+        check_characters(&spelling)?;
+        let folded = Folded::of(&spelling);
+        // Nothing survives folding (only default-ignorables, say): it
+        // would be the same name as every other such name, and no key.
+        if folded.as_str().is_empty() {
+            return Err(NameError::NothingVisible);
+        }
+        if let Some(i) = RESERVED_FOLDED.iter().position(|r| *r == folded) {
+            return Err(NameError::Reserved(RESERVED_NAMES[i].to_owned()));
+        }
+        Ok(LoginName {
+            spelling: Arc::from(spelling),
+            folded,
+        })
+    }
+
+    /// The name as it is kept and shown: as typed, in NFC.
+    pub fn spelling(&self) -> &Arc<str> {
+        &self.spelling
+    }
+
+    /// What the name is unique by.
+    pub fn folded(&self) -> &Folded {
+        &self.folded
+    }
+}
+
+/// Checks a login name (already trimmed) against the naming rules (see
+/// [`LoginName::new`], which also gives its spelling and folded form).
 pub fn validate_name(name: &str) -> Result<(), NameError> {
+    LoginName::new(name).map(drop)
+}
+
+/// The rules on the characters of a name (its spelling).
+fn check_characters(name: &str) -> Result<(), NameError> {
     let mut chars = 0;
     for c in name.chars() {
         chars += 1;
@@ -76,9 +136,6 @@ pub fn validate_name(name: &str) -> Result<(), NameError> {
     // Marks alone (a lone U+0301) show as nothing: a visible base is needed.
     if !name.chars().any(|c| is_visible(c) && !is_mark(c)) {
         return Err(NameError::NothingVisible);
-    }
-    if let Some(reserved) = RESERVED_NAMES.iter().find(|r| name.eq_ignore_ascii_case(r)) {
-        return Err(NameError::Reserved((*reserved).to_owned()));
     }
     Ok(())
 }
@@ -162,9 +219,60 @@ mod tests {
             );
         }
         assert_eq!(validate_name("servers"), Ok(()));
+        // Folded, not only ASCII case: Cyrillic ѕ, fullwidth, look-alikes.
+        for name in [
+            "\u{0455}erver",
+            "\u{FF25}RROR",
+            "fr\u{043E}m",
+            "frorn",
+            "err\u{03BF}r",
+        ] {
+            assert!(
+                matches!(validate_name(name), Err(NameError::Reserved(_))),
+                "{name}"
+            );
+        }
+        assert_eq!(
+            validate_name("\u{0455}erver"),
+            Err(NameError::Reserved("server".into()))
+        );
         assert_eq!(
             NameError::Reserved("server".into()).to_string(),
             "the name 'server' is reserved for the server"
+        );
+    }
+}
+
+#[cfg(test)]
+mod login_names {
+    use super::*;
+
+    #[test]
+    fn a_login_name_is_kept_in_nfc_and_unique_by_its_fold() {
+        let composed = LoginName::new("zo\u{00EB}").unwrap();
+        let decomposed = LoginName::new("zoe\u{0308}").unwrap();
+        assert_eq!(composed, decomposed);
+        assert_eq!(&**decomposed.spelling(), "zo\u{00EB}");
+        let alice = LoginName::new("Alice").unwrap();
+        assert_eq!(&**alice.spelling(), "Alice");
+        for same in ["alice", "ALICE", "\u{0430}lice", "\u{FF21}lice"] {
+            assert_eq!(
+                LoginName::new(same).unwrap().folded(),
+                alice.folded(),
+                "{same}"
+            );
+        }
+        assert_ne!(LoginName::new("zoe").unwrap().folded(), composed.folded());
+    }
+
+    #[test]
+    fn the_length_limit_counts_the_nfc_spelling() {
+        // 32 characters composed, 64 as typed (e + combining diaeresis).
+        let typed = "e\u{0308}".repeat(32);
+        assert_eq!(validate_name(&typed), Ok(()));
+        assert_eq!(
+            validate_name(&"e\u{0308}".repeat(33)),
+            Err(NameError::TooLong(33))
         );
     }
 }

@@ -60,6 +60,15 @@ pub enum Reply<'a> {
     InvalidName(NameError),
     /// `error: the name '<name>' is taken, choose another`.
     NameTaken(&'a str),
+    /// `error: the name '<name>' is taken (it is the same name as
+    /// '<online>'), choose another`: the same name in another spelling
+    /// (case, look-alike letters) is online.
+    NameTakenAs {
+        /// The spelling asked for.
+        name: &'a str,
+        /// The spelling online.
+        online: &'a str,
+    },
     /// `error: the server is shutting down`: a login refused because the
     /// server is stopping.
     LoginsClosed,
@@ -134,6 +143,12 @@ impl Reply<'_> {
             Reply::NameTaken(name) => error(
                 out,
                 format_args!("the name '{name}' is taken, choose another"),
+            ),
+            Reply::NameTakenAs { name, online } => error(
+                out,
+                format_args!(
+                    "the name '{name}' is taken (it is the same name as '{online}'), choose another"
+                ),
             ),
             Reply::LoginsClosed => error(out, "the server is shutting down"),
             Reply::LogInFirst => error(out, "log in first: send your name"),
@@ -302,6 +317,13 @@ mod tests {
             "error: the name 'alice' is taken, choose another\n"
         );
         assert_eq!(
+            text(Reply::NameTakenAs {
+                name: "ALICE",
+                online: "Alice"
+            }),
+            "error: the name 'ALICE' is taken (it is the same name as 'Alice'), choose another\n"
+        );
+        assert_eq!(
             text(Reply::NotOnline(&["carol"])),
             "error: not online: carol (message not delivered to them)\n"
         );
@@ -344,6 +366,10 @@ mod tests {
             Reply::InvalidName(NameError::NothingVisible),
             Reply::InvalidName(NameError::Reserved("server".into())),
             Reply::NameTaken("alice"),
+            Reply::NameTakenAs {
+                name: "ALICE",
+                online: "Alice",
+            },
             Reply::LoginsClosed,
             Reply::LogInFirst,
             Reply::LoginTimeout(Duration::from_secs(30)),

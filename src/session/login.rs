@@ -15,7 +15,7 @@ use super::input::InputEnd;
 use super::{Phase, Session};
 use crate::line_reader::Frame;
 use crate::messages::{LoginError, NewPeer};
-use crate::protocol::{self, Command, Reply, Request};
+use crate::protocol::{self, Command, LoginName, Reply, Request};
 
 /// A login the broker is deciding on: its answer, and the name asked for.
 /// Boxed: the request is not `Unpin`.
@@ -38,14 +38,12 @@ impl Session {
                     return input.len();
                 }
                 LoginStep::Ask(name) => {
-                    let answer = self.env.broker.new_peer.send(NewPeer {
-                        id: self.id,
-                        name: name.clone(),
-                    });
+                    let spelling = name.spelling().to_string();
+                    let answer = self.env.broker.new_peer.send(NewPeer { id: self.id, name });
                     if let Phase::LoggingIn { asked, .. } = &mut self.phase {
                         *asked = Some(PendingLogin {
                             answer: Box::pin(answer),
-                            name,
+                            name: spelling,
                         });
                     }
                     break;
@@ -75,6 +73,13 @@ impl Session {
                 };
             }
             Ok(Err(LoginError::Taken(name))) => self.reply(&Reply::NameTaken(&name), ctx),
+            Ok(Err(LoginError::TakenAs { name, online })) => self.reply(
+                &Reply::NameTakenAs {
+                    name: &name,
+                    online: &online,
+                },
+                ctx,
+            ),
             Ok(Err(LoginError::ShuttingDown)) => self.reply(&Reply::LoginsClosed, ctx),
             Ok(Err(LoginError::Unavailable)) => self.reply(&Reply::NamesUnavailable, ctx),
             Ok(Err(LoginError::HeldByLostNode(within_secs))) => self.reply(
@@ -99,7 +104,7 @@ enum LoginStep {
     /// `/quit`.
     Quit,
     /// Ask the broker for this name.
-    Ask(String),
+    Ask(LoginName),
 }
 
 /// Decides what a frame before login means.
@@ -124,8 +129,8 @@ fn login_step(frame: Frame<'_>, max_line_bytes: usize) -> LoginStep {
             _ => LoginStep::Reply(Reply::LogInFirst),
         };
     }
-    match protocol::validate_name(line) {
-        Ok(()) => LoginStep::Ask(line.to_owned()),
+    match LoginName::new(line) {
+        Ok(name) => LoginStep::Ask(name),
         Err(why) => LoginStep::Reply(Reply::InvalidName(why)),
     }
 }
@@ -141,8 +146,11 @@ mod tests {
 
     #[test]
     fn before_login_a_name_is_asked_for_trimmed() {
-        assert_eq!(step("  alice \t"), LoginStep::Ask("alice".into()));
-        assert_eq!(step("Zoë"), LoginStep::Ask("Zoë".into()));
+        let ask = |name| LoginStep::Ask(LoginName::new(name).unwrap());
+        assert_eq!(step("  alice \t"), ask("alice"));
+        assert_eq!(step("Zoë"), ask("Zoë"));
+        // Kept in NFC: an e and a combining diaeresis are one ë.
+        assert_eq!(step("Zoe\u{0308}"), ask("Zo\u{00EB}"));
     }
 
     #[test]

@@ -1,14 +1,17 @@
 //! The broker with small test actors in place of sessions: each records
 //! what it is sent into a channel the test reads.
 
+mod folding;
 mod remote;
 mod slices;
 
 use super::*;
+use crate::batch::Batch;
 use crate::messages::{
-    Backlog, DELIVER_OVERHEAD, Deliver, LoginError, NewPeer, SessionLink, Shutdown, SliceShare,
+    Backlog, Credit, DELIVER_OVERHEAD, Deliver, LoginError, NewPeer, SessionLink, Shutdown,
+    SliceShare,
 };
-use crate::protocol::{self, Request, parse_request};
+use crate::protocol::{self, LoginName, Request, parse_request};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
@@ -171,7 +174,7 @@ async fn ask(broker: &Addr<Broker>, id: ConnId, name: &str) -> Result<(), LoginE
     broker
         .send(NewPeer {
             id,
-            name: name.into(),
+            name: LoginName::new(name).unwrap(),
         })
         .await
         .unwrap()

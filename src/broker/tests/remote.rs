@@ -26,6 +26,9 @@ impl Actor for FakeCluster {
 impl Handler<Claim> for FakeCluster {
     type Result = Result<(), ClaimRefused>;
     fn handle(&mut self, msg: Claim, _: &mut Context<Self>) -> Self::Result {
+        if msg.folded == protocol::Folded::of("carol") {
+            return Err(ClaimRefused::Taken);
+        }
         match &*msg.name {
             "unlucky" => Err(ClaimRefused::Unavailable),
             "held" => Err(ClaimRefused::HeldByLostNode(30)),
@@ -95,6 +98,19 @@ fn node_b(names: &[&str]) -> NodeRoster {
     }
 }
 
+/// Hands the broker a frame of `records` from node b.
+async fn from_node_b(broker: &Addr<Broker>, records: Vec<u8>) {
+    broker
+        .send(Incoming {
+            from: Arc::from("b"),
+            payload: bytes::Bytes::from(records),
+            offset: 0,
+            credit: Credit::unlimited(),
+        })
+        .await
+        .unwrap();
+}
+
 #[actix::test]
 async fn a_line_for_a_remote_user_goes_to_its_node_holding_the_senders_credit() {
     let (broker, mut cluster) = start_clustered();
@@ -149,15 +165,7 @@ async fn a_frame_from_another_node_reaches_local_users_and_missing_names_go_back
         std::iter::empty(),
         b"from bob: all\n",
     );
-    broker
-        .send(Incoming {
-            from: Arc::from("b"),
-            payload: bytes::Bytes::from(records),
-            offset: 0,
-            credit: Credit::unlimited(),
-        })
-        .await
-        .unwrap();
+    from_node_b(&broker, records).await;
     assert_eq!(alice.line().await, "from bob: hi");
     assert_eq!(alice.line().await, "from bob: all");
     let Sent::Reject(node, conn, names) = sent(&mut cluster).await else {
@@ -227,4 +235,61 @@ async fn a_user_who_came_and_went_in_one_announcement_is_gone() {
         alice.line().await,
         "error: not online: x (message not delivered to them)"
     );
+}
+
+#[actix::test]
+async fn a_remote_user_is_reached_in_any_spelling_under_the_spelling_its_node_knows() {
+    let (broker, mut cluster) = start_clustered();
+    let alice = login(&broker, 1, "alice", true).await;
+    let _ = sent(&mut cluster).await;
+    broker.send(node_b(&["Bob", "carol"])).await.unwrap();
+    send(
+        &broker,
+        &alice,
+        "alice",
+        &["bob, BOB, Bob, c\u{0430}rol: hi"],
+    )
+    .await;
+    let Sent::Outgoing(node, records, _) = sent(&mut cluster).await else {
+        panic!("expected a frame");
+    };
+    assert_eq!(node, "b");
+    let records: Vec<_> = wire::records(&records).collect::<Result<_, _>>().unwrap();
+    assert_eq!(
+        records[0].recipients().collect::<Vec<_>>(),
+        ["Bob", "carol"],
+        "each once, spelled as registered"
+    );
+}
+
+#[actix::test]
+async fn a_name_online_elsewhere_in_another_spelling_is_refused_naming_that_spelling() {
+    let (broker, _cluster) = start_clustered();
+    broker.send(node_b(&["carol"])).await.unwrap();
+    let _conn = connect(&broker, 1, true);
+    assert_eq!(
+        ask(&broker, 1, "CAROL").await,
+        Err(LoginError::TakenAs {
+            name: "CAROL".into(),
+            online: "carol".into()
+        })
+    );
+}
+
+#[actix::test]
+async fn a_record_for_an_old_spelling_reaches_the_new_one() {
+    let (broker, mut cluster) = start_clustered();
+    let mut alice = login(&broker, 1, "ALICE", true).await;
+    let _ = sent(&mut cluster).await;
+    let mut records = Vec::new();
+    wire::write_record(
+        &mut records,
+        7,
+        false,
+        ["Alice"].into_iter(),
+        b"from bob: hi\n",
+    );
+    from_node_b(&broker, records).await;
+    assert_eq!(alice.line().await, "from bob: hi");
+    alice.nothing_more(&broker).await;
 }

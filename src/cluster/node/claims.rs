@@ -12,11 +12,12 @@ use super::{Cluster, Held};
 use crate::cluster::names::ClaimError;
 use crate::messages::Name;
 use crate::messages::cluster::{Claim, ClaimRefused, LocalRoster};
+use crate::protocol::Folded;
 
 /// A release that failed, to try again.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct ReleaseFailed(Name, u64);
+struct ReleaseFailed(Folded, u64);
 
 impl Handler<ReleaseFailed> for Cluster {
     type Result = ();
@@ -30,17 +31,22 @@ impl Handler<LocalRoster> for Cluster {
     type Result = ();
 
     fn handle(&mut self, msg: LocalRoster, ctx: &mut Context<Self>) {
-        let LocalRoster { name, online } = msg;
+        let LocalRoster {
+            name,
+            folded,
+            online,
+        } = msg;
+        // Claimed by folded form, announced by spelling.
         if online {
-            if let Some(held) = self.held.get_mut(&name) {
+            if let Some(held) = self.held.get_mut(&folded) {
                 held.announced = true;
                 self.changes.push((true, name));
             }
-        } else if let Some(held) = self.held.remove(&name) {
+        } else if let Some(held) = self.held.remove(&folded) {
             if held.announced {
-                self.changes.push((false, name.clone()));
+                self.changes.push((false, held.spelling));
             }
-            self.release(name, held.revision);
+            self.release(folded, held.revision);
         }
         self.flush_soon(ctx);
     }
@@ -49,13 +55,13 @@ impl Handler<LocalRoster> for Cluster {
 impl Cluster {
     /// Frees a name in the name service, in the background; one that
     /// fails is tried again after the next renewal of the lease.
-    pub(super) fn release(&self, name: Name, revision: u64) {
+    pub(super) fn release(&self, name: Folded, revision: u64) {
         let names = self.names.clone();
         let in_flight = self.releases.0.clone();
         let this = self.myself.clone();
         actix::spawn(async move {
             let _in_flight = in_flight;
-            if let Err(e) = names.release(&name, revision).await {
+            if let Err(e) = names.release(name.as_str(), revision).await {
                 warn!("cluster: could not free the name {name} (tried again later): {e}");
                 if let Some(this) = this.and_then(|weak| weak.upgrade()) {
                     this.do_send(ReleaseFailed(name, revision));
@@ -72,16 +78,19 @@ impl Cluster {
         }
     }
 
-    /// One claim, and what it means here.
+    /// One claim of `name` (spelled `spelling`), and what it means here.
+    /// The name service is keyed by the folded form, so `Alice` on one
+    /// node and `alice` on another are one claim.
     pub(super) fn claim_once(
         &mut self,
-        name: Name,
+        name: Folded,
+        spelling: Name,
         attempt: u32,
     ) -> Pin<Box<dyn ActorFuture<Self, Output = Result<(), ClaimRefused>>>> {
         let names = self.names.clone();
         let me = self.me.clone();
         let claim_name = name.clone();
-        let claim = async move { names.claim(&claim_name, &me).await };
+        let claim = async move { names.claim(claim_name.as_str(), &me).await };
         Box::pin(claim.into_actor(self).then(move |answer, this, _| {
             let outcome = match answer {
                 Ok(revision) => {
@@ -90,6 +99,7 @@ impl Cluster {
                         Held {
                             revision,
                             announced: false,
+                            spelling,
                         },
                     );
                     return boxed_ready(Ok(()));
@@ -112,10 +122,10 @@ impl Cluster {
                             // out but went through. Either way it is ours
                             // to free (freeing twice does no harm).
                             this.release(name.clone(), revision);
-                            return this.claim_again(name, attempt);
+                            return this.claim_again(name, spelling, attempt);
                         }
                     } else {
-                        return this.ask_holder(holder, name, attempt);
+                        return this.ask_holder(holder, name, spelling, attempt);
                     }
                 }
             };
@@ -128,16 +138,25 @@ impl Cluster {
     /// The name is held by another node: it alone knows whether its user
     /// is still there or the name is on its way back (a `/quit` there a
     /// moment ago, its release not applied yet). Asked, not guessed.
-    pub(super) fn ask_holder(&mut self, holder: String, name: Name, attempt: u32) -> ClaimFuture {
+    /// The question is the folded form: the key the holder holds it by.
+    pub(super) fn ask_holder(
+        &mut self,
+        holder: String,
+        name: Folded,
+        spelling: Name,
+        attempt: u32,
+    ) -> ClaimFuture {
         let client = self.client.clone();
         let subject = self.subjects.holds(&holder);
-        let question = Bytes::from(name.as_bytes().to_vec());
+        let question = Bytes::from(name.as_str().as_bytes().to_vec());
         let timeout = self.timing.request_timeout;
         Box::pin(
             async move { tokio::time::timeout(timeout, client.request(subject, question)).await }
                 .into_actor(self)
                 .then(move |answer, this, _| match answer {
-                    Ok(Ok(reply)) if &reply.payload[..] == b"0" => this.claim_again(name, attempt),
+                    Ok(Ok(reply)) if &reply.payload[..] == b"0" => {
+                        this.claim_again(name, spelling, attempt)
+                    }
                     Ok(Ok(_)) => boxed_ready(Err(ClaimRefused::Taken)),
                     // No answer ("no responders" at once, if nobody
                     // listens on its subject): a node that is not heard
@@ -154,14 +173,19 @@ impl Cluster {
     }
 
     /// Claims again after a short pause, a few times at most.
-    pub(super) fn claim_again(&mut self, name: Name, attempt: u32) -> ClaimFuture {
+    pub(super) fn claim_again(
+        &mut self,
+        name: Folded,
+        spelling: Name,
+        attempt: u32,
+    ) -> ClaimFuture {
         if attempt >= 6 {
             return boxed_ready(Err(ClaimRefused::Taken));
         }
         Box::pin(
             tokio::time::sleep(Duration::from_millis(20 << attempt))
                 .into_actor(self)
-                .then(move |(), this, _| this.claim_once(name, attempt + 1)),
+                .then(move |(), this, _| this.claim_once(name, spelling, attempt + 1)),
         )
     }
 }
@@ -182,6 +206,6 @@ impl Handler<Claim> for Cluster {
         if self.lease.cut_off {
             return boxed_ready(Err(ClaimRefused::Unavailable));
         }
-        self.claim_once(msg.name, 0)
+        self.claim_once(msg.folded, msg.name, 0)
     }
 }

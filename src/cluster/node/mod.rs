@@ -38,6 +38,7 @@ use super::wire::{Beat, Envelope, Frame, Presence};
 use super::{ClusterConfig, Timing};
 use crate::messages::Name;
 use crate::messages::cluster::{BrokerClusterLink, ClusterLink, NodeId};
+use crate::protocol::Folded;
 
 /// A roster answer is cut into parts of at most this many bytes (NATS's
 /// default payload limit is 1 MiB).
@@ -89,10 +90,13 @@ impl Subjects {
     }
 }
 
-/// A name this node holds in the name service.
+/// A name this node holds in the name service (keyed by its folded form,
+/// as the name service is).
 struct Held {
     revision: u64,
     announced: bool,
+    /// How its user spelled it: what is announced.
+    spelling: Name,
 }
 
 /// This node's side of the cluster (see the module documentation).
@@ -108,7 +112,7 @@ pub struct Cluster {
     out_links: HashMap<NodeId, Outbound>,
     in_links: HashMap<NodeId, Inbound>,
     nodes: Nodes,
-    held: HashMap<Name, Held>,
+    held: HashMap<Folded, Held>,
     generation: u64,
     changes: Vec<(bool, Name)>,
     dones: HashMap<NodeId, Vec<u64>>,
@@ -118,7 +122,7 @@ pub struct Cluster {
     releases: (mpsc::Sender<()>, Option<mpsc::Receiver<()>>),
     /// Releases that failed (no quorum, say): tried again whenever the
     /// lease is renewed, so no name stays held by a node that let go of it.
-    unreleased: Vec<(Name, u64)>,
+    unreleased: Vec<(Folded, u64)>,
     myself: Option<actix::WeakAddr<Cluster>>,
 }
 

@@ -17,6 +17,7 @@ use crate::messages::cluster::{
     Handled, HandledOnDrop, Incoming, NodeId, NodeRoster, Outgoing, Reject, Undelivered,
 };
 use crate::messages::{Credit, Name};
+use crate::protocol::Folded;
 
 impl Cluster {
     /// Carries out what `presence.rs` decided.
@@ -175,7 +176,7 @@ impl Cluster {
             .held
             .iter()
             .filter(|(_, held)| held.announced)
-            .map(|(name, _)| &**name)
+            .map(|(_, held)| &*held.spelling)
             .collect();
         for part in Roster::split(self.generation, &names, ROSTER_PART_BYTES) {
             self.send(reply.clone(), part.to_bytes());
@@ -247,8 +248,9 @@ impl StreamHandler<async_nats::Message> for Cluster {
             }
             Inbox::Holds => {
                 if let Some(reply) = msg.reply {
+                    // Asked by folded form, the name service's key.
                     let held = std::str::from_utf8(&msg.payload)
-                        .is_ok_and(|name| self.held.contains_key(name));
+                        .is_ok_and(|key| self.held.contains_key(&Folded::from_key(key)));
                     self.send(
                         reply.to_string(),
                         if held { b"1".to_vec() } else { b"0".to_vec() },
