@@ -36,6 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::accounts::{Accounts, AccountsStore, LoginRate};
 use crate::broker::{Broker, OutboxLimits};
 use crate::cluster::{Cluster, ClusterStop};
 use crate::config::Config;
@@ -98,6 +99,9 @@ pub async fn run(
     }
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
+    // First: a store that cannot be used stops the start before anything
+    // else is running.
+    let accounts = start_accounts(&config)?;
 
     let broker_arbiter = Arbiter::try_new()?;
     let broker_sched = config.broker_sched;
@@ -152,6 +156,8 @@ pub async fn run(
             login_timeout: config.login_timeout,
             flush_timeout: config.shutdown_grace,
         },
+        accounts: accounts.as_ref().map(|(_, addr)| addr.clone().recipient()),
+        login_rate: Arc::new(LoginRate::new(config.login_rate)),
     });
     info!(
         "serving on {} with {} workers, at most {} connections",
@@ -197,6 +203,7 @@ pub async fn run(
         warn!("shutdown: grace period over; closing connections still being turned away");
     }
     let mut arbiters = vec![broker_arbiter];
+    arbiters.extend(accounts.map(|(arbiter, _)| arbiter));
     if let Some((arbiter, cluster, _)) = cluster {
         // The names of those who left are freed before the node goes.
         let stopped = cluster.send(ClusterStop {
@@ -217,6 +224,37 @@ pub async fn run(
     }
     info!("shutdown: done in {:?}", started.elapsed());
     Ok(())
+}
+
+/// Opens the accounts store and starts the accounts actor on an arbiter
+/// of its own, if registration is on. A store that cannot be used stops
+/// the start: a server that silently let anyone take registered names
+/// would be worse than none.
+fn start_accounts(config: &Config) -> io::Result<Option<(Arbiter, Addr<Accounts>)>> {
+    if config.accounts.store == AccountsStore::Off {
+        return Ok(None);
+    }
+    if config.cluster.is_some() {
+        // Each node's own file would let a name registered on one node
+        // be taken without a password on another.
+        warn!("registered names are not available in cluster mode yet: registration is off");
+        return Ok(None);
+    }
+    let arbiter = Arbiter::try_new()?;
+    match Accounts::start(&config.accounts, &arbiter.handle()) {
+        Ok(Some(accounts)) => {
+            info!("registered names: {:?}", config.accounts.store);
+            Ok(Some((arbiter, accounts)))
+        }
+        Ok(None) => {
+            arbiter.stop();
+            Ok(None)
+        }
+        Err(e) => {
+            arbiter.stop();
+            Err(io::Error::other(e))
+        }
+    }
 }
 
 /// The accept loop's state.

@@ -33,6 +33,7 @@ use actix::prelude::*;
 
 use crate::batch::Batch;
 
+pub mod accounts;
 pub mod cluster;
 
 /// Identifies one TCP connection for its whole life. Given out by the

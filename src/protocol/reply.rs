@@ -29,6 +29,8 @@ pub const HELP: &[&str] = &[
     "several recipients: name1, name2: text",
     "everyone online but you: *: text",
     "/who lists who is online, /quit leaves, /help shows this",
+    "/register PASSWORD protects your name with a password (at least 8 characters, no spaces)",
+    "/password OLD NEW changes it, /unregister PASSWORD frees the name again",
 ];
 
 /// The word a welcome starts with; [`super::parse_server_line`] reads it
@@ -107,6 +109,37 @@ pub enum Reply<'a> {
     /// log in again in a moment`: the last line of every user of a node
     /// cut off from its cluster.
     CutOff,
+    /// `server: '<name>' is registered: send its password`: the next line
+    /// is taken as the password.
+    PasswordWanted(&'a str),
+    /// `error: wrong password; send a name to log in`: back at the name
+    /// prompt.
+    WrongPassword,
+    /// `error: too many wrong passwords: try again in <n> s`: refused
+    /// without checking, the name or the address is backing off.
+    TooManyWrongPasswords(Duration),
+    /// `error: too many login attempts from your address: try again in
+    /// <n> s`.
+    TooManyLogins(Duration),
+    /// `error: passwords cannot be checked right now, try again in a
+    /// moment`: the accounts are busy or their store failed.
+    AccountsUnavailable,
+    /// `error: registration is off on this server`.
+    RegistrationOff,
+    /// `server: '<name>' is registered: logging in with it now asks for
+    /// the password`.
+    Registered(&'a str),
+    /// `error: '<name>' is already registered`.
+    AlreadyRegistered(&'a str),
+    /// `error: '<name>' is not registered`.
+    NotRegistered(&'a str),
+    /// `server: password changed`.
+    PasswordChanged,
+    /// `server: '<name>' is no longer registered`.
+    Unregistered(&'a str),
+    /// `error: wrong password, nothing changed`: `/password` or
+    /// `/unregister` with a wrong password.
+    WrongPasswordNothingChanged,
 }
 
 impl Reply<'_> {
@@ -183,6 +216,45 @@ impl Reply<'_> {
                 out,
                 "this node lost contact with the cluster, disconnecting; log in again in a moment",
             ),
+            Reply::PasswordWanted(name) => server(
+                out,
+                format_args!("'{name}' is registered: send its password"),
+            ),
+            Reply::WrongPassword => error(out, "wrong password; send a name to log in"),
+            Reply::TooManyWrongPasswords(wait) => error(
+                out,
+                format_args!(
+                    "too many wrong passwords: try again in {} s",
+                    ceil_secs(*wait)
+                ),
+            ),
+            Reply::TooManyLogins(wait) => error(
+                out,
+                format_args!(
+                    "too many login attempts from your address: try again in {} s",
+                    ceil_secs(*wait)
+                ),
+            ),
+            Reply::AccountsUnavailable => error(
+                out,
+                "passwords cannot be checked right now, try again in a moment",
+            ),
+            Reply::RegistrationOff => error(out, "registration is off on this server"),
+            Reply::Registered(name) => server(
+                out,
+                format_args!(
+                    "'{name}' is registered: logging in with it now asks for the password"
+                ),
+            ),
+            Reply::AlreadyRegistered(name) => {
+                error(out, format_args!("'{name}' is already registered"))
+            }
+            Reply::NotRegistered(name) => error(out, format_args!("'{name}' is not registered")),
+            Reply::PasswordChanged => server(out, "password changed"),
+            Reply::Unregistered(name) => {
+                server(out, format_args!("'{name}' is no longer registered"))
+            }
+            Reply::WrongPasswordNothingChanged => error(out, "wrong password, nothing changed"),
         }
     }
 
@@ -243,6 +315,13 @@ fn line(out: &mut Vec<u8>, prefix: &str, text: impl fmt::Display) {
     out.push(b'\n');
 }
 
+/// Whole seconds to wait, rounded up and at least one: "try again in
+/// 0 s" would invite a retry that is refused again.
+fn ceil_secs(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
+}
+
 /// A duration as a person writes it: `30s`, `1.5s` or `500ms`.
 struct Humanized(Duration);
 
@@ -262,6 +341,7 @@ impl fmt::Display for Humanized {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::AccountCommandError;
 
     fn text(reply: Reply<'_>) -> String {
         String::from_utf8(reply.to_bytes()).unwrap()
@@ -367,6 +447,23 @@ mod tests {
             },
             Reply::Undelivered(&["bob", "*"]),
             Reply::CutOff,
+            Reply::PasswordWanted("alice"),
+            Reply::WrongPassword,
+            Reply::TooManyWrongPasswords(Duration::from_secs(8)),
+            Reply::TooManyLogins(Duration::from_secs(1)),
+            Reply::AccountsUnavailable,
+            Reply::RegistrationOff,
+            Reply::Registered("alice"),
+            Reply::AlreadyRegistered("alice"),
+            Reply::NotRegistered("alice"),
+            Reply::PasswordChanged,
+            Reply::Unregistered("alice"),
+            Reply::WrongPasswordNothingChanged,
+            Reply::BadRequest(RequestError::Account(AccountCommandError::Usage(
+                "/register PASSWORD",
+            ))),
+            Reply::BadRequest(RequestError::Account(AccountCommandError::TooShort)),
+            Reply::BadRequest(RequestError::Account(AccountCommandError::TooLong)),
         ]
     }
 
@@ -383,6 +480,15 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn waits_are_whole_seconds_rounded_up() {
+        let wait = |ms| text(Reply::TooManyLogins(Duration::from_millis(ms)));
+        assert!(wait(1).ends_with("try again in 1 s\n"));
+        assert!(wait(1000).ends_with("try again in 1 s\n"));
+        assert!(wait(1001).ends_with("try again in 2 s\n"));
+        assert!(wait(0).ends_with("try again in 1 s\n"));
     }
 
     #[test]
