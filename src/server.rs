@@ -36,7 +36,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::accounts::{Accounts, AccountsStore, LoginRate};
+use crate::accounts::{
+    Accounts, AccountsStore, KvStore, LoginRate, SqliteStore, Store, StoreError,
+};
 use crate::broker::{Broker, OutboxLimits};
 use crate::cluster::{Cluster, ClusterStop};
 use crate::config::Config;
@@ -99,9 +101,6 @@ pub async fn run(
     }
     listener.set_nonblocking(true)?;
     let listener = TcpListener::from_std(listener)?;
-    // First: a store that cannot be used stops the start before anything
-    // else is running.
-    let accounts = start_accounts(&config)?;
 
     let broker_arbiter = Arbiter::try_new()?;
     let broker_sched = config.broker_sched;
@@ -119,6 +118,8 @@ pub async fn run(
         Some(cluster) => Some(crate::cluster::join(cluster, config.max_line_bytes).await?),
         None => None,
     };
+    // After the cluster, whose connection says first whether NATS is there.
+    let accounts = start_accounts(&config).await?;
     let gauge = Arc::new(RosterGauge::default());
     let broker_gauge = gauge.clone();
     let cluster_link = cluster
@@ -227,28 +228,43 @@ pub async fn run(
 }
 
 /// Opens the accounts store and starts the accounts actor on an arbiter
-/// of its own, if registration is on. A store that cannot be used stops
-/// the start: a server that silently let anyone take registered names
-/// would be worse than none.
-fn start_accounts(config: &Config) -> io::Result<Option<(Arbiter, Addr<Accounts>)>> {
-    if config.accounts.store == AccountsStore::Off {
+/// of its own, if registration is on: the SQLite file on a single node,
+/// the cluster's JetStream in cluster mode (a node's own file would let a
+/// name registered on one node be taken on another). A store that cannot
+/// be used stops the start: a server that silently let anyone take
+/// registered names would be worse than none.
+async fn start_accounts(config: &Config) -> io::Result<Option<(Arbiter, Addr<Accounts>)>> {
+    let AccountsStore::File(path) = &config.accounts.store else {
         return Ok(None);
-    }
-    if config.cluster.is_some() {
-        // Each node's own file would let a name registered on one node
-        // be taken without a password on another.
-        warn!("registered names are not available in cluster mode yet: registration is off");
-        return Ok(None);
-    }
+    };
     let arbiter = Arbiter::try_new()?;
-    match Accounts::start(&config.accounts, &arbiter.handle()) {
-        Ok(Some(accounts)) => {
-            info!("registered names: {:?}", config.accounts.store);
-            Ok(Some((arbiter, accounts)))
+    let opened = match &config.cluster {
+        None => SqliteStore::open(path).map(|s| Store::Sqlite(Arc::new(s))),
+        Some(cluster) => {
+            // On the accounts' arbiter: the NATS client's tasks live
+            // where it is made.
+            let (opened_tx, opened) = oneshot::channel();
+            let (urls, name) = (cluster.urls.clone(), cluster.cluster_name.clone());
+            arbiter.spawn(async move {
+                let _ = opened_tx.send(
+                    KvStore::open(&urls, &name)
+                        .await
+                        .map(|kv| Store::Kv(Box::new(kv))),
+                );
+            });
+            opened
+                .await
+                .unwrap_or_else(|_| Err(StoreError::Cluster("the accounts' thread ended".into())))
         }
-        Ok(None) => {
-            arbiter.stop();
-            Ok(None)
+    };
+    match opened {
+        Ok(store) => {
+            match &store {
+                Store::Sqlite(_) => info!("registered names: in {}", path.display()),
+                Store::Kv(_) => info!("registered names: in the cluster's JetStream"),
+            }
+            let accounts = Accounts::start(store, &config.accounts, &arbiter.handle());
+            Ok(Some((arbiter, accounts)))
         }
         Err(e) => {
             arbiter.stop();

@@ -327,3 +327,59 @@ async fn a_corrupt_or_unusable_accounts_file_stops_the_server_at_start() {
         assert!(err.contains(says), "{err}");
     }
 }
+
+#[tokio::test]
+async fn in_a_cluster_a_name_registered_on_one_node_asks_its_password_on_another() {
+    let Some(nats) = crate::nats::NatsCluster::start(3).await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let node = |i: usize| {
+        let mut config = crate::cluster::node_config(nats.url(i), &format!("n{i}"));
+        // On, but kept in the cluster's JetStream: no file is made.
+        config.accounts = with_accounts(dir.path()).accounts;
+        start_with(config)
+    };
+    let (a, b) = (node(0), node(1));
+    register(&a, "alice", "hunter2hunter2").await;
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "a file was made in cluster mode"
+    );
+    // Node b asks for the password; alice's name may take a moment to be
+    // given back by node a.
+    assert_eq!(try_password(&b, "alice", "wrong-password").await, WRONG);
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut alice = loop {
+        let mut client = send_password(&b, "alice", "hunter2hunter2").await;
+        let answer = client.line().await;
+        if answer.starts_with("server: welcome alice ") {
+            break client;
+        }
+        assert_eq!(answer, "error: the name 'alice' is taken, choose another");
+        assert!(tokio::time::Instant::now() < deadline, "never let in");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Changed, unregistered and registered again through node b: an
+    // unregistration leaves nothing behind that a registration trips on.
+    alice.send("/password hunter2hunter2 second-password").await;
+    alice.expect("server: password changed").await;
+    alice.send("/unregister second-password").await;
+    alice
+        .expect("server: 'alice' is no longer registered")
+        .await;
+    alice.send("/register third-password").await;
+    alice.expect_prefix("server: 'alice' is registered").await;
+    // Registering from node a and logging in on node b: one account
+    // cluster-wide.
+    let mut bob = a.login("bob").await;
+    bob.send("/register bobbobbobbob").await;
+    bob.expect_prefix("server: 'bob' is registered").await;
+    let mut again = b.connect().await;
+    again.send("bob").await;
+    again
+        .expect("server: 'bob' is registered: send its password")
+        .await;
+    a.shutdown().await;
+    b.shutdown().await;
+}

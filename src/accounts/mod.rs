@@ -12,14 +12,17 @@
 //! ([`backoff`]), which needs no lock because only the actor touches it.
 //!
 //! - `password.rs`: the [`Password`] type and Argon2id hashing;
-//! - `store.rs`: the SQLite file;
+//! - `store.rs`: the [`Store`] over its two backends, `sqlite.rs` (the
+//!   file of a single node) and `kv.rs` (the cluster's JetStream);
 //! - `backoff.rs`: how wrong passwords slow the next attempt (pure);
 //! - `rate.rs`: login attempts per source address (pure, plus the shared
 //!   buckets the sessions use directly).
 
 pub mod backoff;
+pub mod kv;
 pub mod password;
 pub mod rate;
+pub mod sqlite;
 pub mod store;
 
 use std::net::IpAddr;
@@ -32,9 +35,11 @@ use log::warn;
 use tokio::sync::Semaphore;
 
 pub use backoff::BackoffPolicy;
+pub use kv::KvStore;
 pub use password::Password;
 pub use rate::{LoginRate, RatePolicy};
-pub use store::{Account, SqliteStore, Store, StoreError};
+pub use sqlite::SqliteStore;
+pub use store::{Account, Store, StoreError};
 
 use crate::messages::accounts::{AccountAnswer, AccountError, AccountOp, AccountRequest};
 use crate::protocol::{fold_name, spelling};
@@ -59,7 +64,9 @@ pub enum AccountsStore {
     /// Registration is off: the commands say so, every name logs in
     /// without a password.
     Off,
-    /// An SQLite file, created on first use.
+    /// An SQLite file, created on first use. (In cluster mode the
+    /// accounts are in the cluster's JetStream instead, and the path is
+    /// not used.)
     File(PathBuf),
 }
 
@@ -97,26 +104,16 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    /// Opens the store `config` names (blocking: called once, at start)
-    /// and starts the actor on `arbiter`; `None` when registration is off.
-    pub fn start(
-        config: &AccountsConfig,
-        arbiter: &ArbiterHandle,
-    ) -> Result<Option<Addr<Accounts>>, StoreError> {
-        let store = match &config.store {
-            AccountsStore::Off => return Ok(None),
-            AccountsStore::File(path) => Store::Sqlite(SqliteStore::open(path)?),
-        };
+    /// Starts the actor over `store` on `arbiter`.
+    pub fn start(store: Store, config: &AccountsConfig, arbiter: &ArbiterHandle) -> Addr<Accounts> {
         let (per_name, per_address) = (config.per_name, config.per_address);
-        Ok(Some(Accounts::start_in_arbiter(arbiter, move |_| {
-            Accounts {
-                store: Arc::new(store),
-                per_name: Backoff::new(per_name),
-                per_address: Backoff::new(per_address),
-                hashing: Arc::new(Semaphore::new(HASHES_AT_ONCE)),
-                waiting: Arc::new(Semaphore::new(MAX_WAITING)),
-            }
-        })))
+        Accounts::start_in_arbiter(arbiter, move |_| Accounts {
+            store: Arc::new(store),
+            per_name: Backoff::new(per_name),
+            per_address: Backoff::new(per_address),
+            hashing: Arc::new(Semaphore::new(HASHES_AT_ONCE)),
+            waiting: Arc::new(Semaphore::new(MAX_WAITING)),
+        })
     }
 
     /// Refuses a password check while the name or the address is backing
@@ -180,22 +177,11 @@ impl Handler<AccountRequest> for Accounts {
             return Box::pin(fut::ready(Err(AccountError::Unavailable)));
         };
         let store = self.store.clone();
-        let hashing = (!matches!(op, AccountOp::Lookup)).then(|| self.hashing.clone());
+        let hashing = self.hashing.clone();
         let key = folded.clone();
         let work = async move {
             let _slot = slot;
-            let _hashing = match hashing {
-                Some(hashing) => Some(
-                    hashing
-                        .acquire_owned()
-                        .await
-                        .map_err(|_| AccountError::Unavailable)?,
-                ),
-                None => None,
-            };
-            tokio::task::spawn_blocking(move || perform(&store, &key, &name, op))
-                .await
-                .unwrap_or(Err(AccountError::Unavailable))
+            perform(&store, &hashing, &key, &name, op).await
         };
         Box::pin(work.into_actor(self).map(move |outcome, accounts, _| {
             if checks {
@@ -206,47 +192,50 @@ impl Handler<AccountRequest> for Accounts {
     }
 }
 
-/// Carries out one request against the store: blocking (disk, hashing),
-/// on the blocking pool.
-fn perform(
+/// Carries out one request: store calls (async, see [`Store`]) and, for
+/// passwords, Argon2 on the blocking pool, [`HASHES_AT_ONCE`] at a time.
+async fn perform(
     store: &Store,
+    hashing: &Semaphore,
     folded: &str,
     name: &str,
     op: AccountOp,
 ) -> Result<AccountAnswer, AccountError> {
-    let registered = || store.get(folded)?.ok_or(AccountError::NotRegistered);
+    let registered = async || store.get(folded).await?.ok_or(AccountError::NotRegistered);
     match op {
-        AccountOp::Lookup => Ok(match store.get(folded)? {
+        AccountOp::Lookup => Ok(match store.get(folded).await? {
             Some(_) => AccountAnswer::Registered,
             None => AccountAnswer::NotRegistered,
         }),
-        AccountOp::LogIn(password) => match store.get(folded)? {
-            Some(account) => right(&password, &account).map(|()| AccountAnswer::Done),
+        AccountOp::LogIn(password) => match store.get(folded).await? {
+            Some(account) => right(hashing, password, account)
+                .await
+                .map(|()| AccountAnswer::Done),
             None => Ok(AccountAnswer::NotRegistered),
         },
         AccountOp::Register(password) => {
-            if store.get(folded)?.is_some() {
+            if store.get(folded).await?.is_some() {
                 return Err(AccountError::AlreadyRegistered);
             }
             let account = Account {
                 name: spelling(name),
-                hash: password::hash(&password)?,
+                hash: hash(hashing, password).await?,
             };
-            match store.create(folded, &account)? {
+            match store.create(folded, account).await? {
                 true => Ok(AccountAnswer::Done),
                 false => Err(AccountError::AlreadyRegistered),
             }
         }
         AccountOp::Change { old, new } => {
-            right(&old, &registered()?)?;
-            match store.set_hash(folded, &password::hash(&new)?)? {
+            right(hashing, old, registered().await?).await?;
+            match store.set_hash(folded, hash(hashing, new).await?).await? {
                 true => Ok(AccountAnswer::Done),
                 false => Err(AccountError::NotRegistered),
             }
         }
         AccountOp::Unregister(password) => {
-            right(&password, &registered()?)?;
-            match store.delete(folded)? {
+            right(hashing, password, registered().await?).await?;
+            match store.delete(folded).await? {
                 true => Ok(AccountAnswer::Done),
                 false => Err(AccountError::NotRegistered),
             }
@@ -254,9 +243,33 @@ fn perform(
     }
 }
 
+/// Runs one Argon2 call on the blocking pool, holding a hashing permit.
+async fn on_hashing_pool<T: Send + 'static>(
+    hashing: &Semaphore,
+    call: impl FnOnce() -> Result<T, password::HashError> + Send + 'static,
+) -> Result<T, AccountError> {
+    let _permit = hashing
+        .acquire()
+        .await
+        .map_err(|_| AccountError::Unavailable)?;
+    match tokio::task::spawn_blocking(call).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(AccountError::Unavailable),
+    }
+}
+
+/// The hash of a new password.
+async fn hash(hashing: &Semaphore, password: Password) -> Result<String, AccountError> {
+    on_hashing_pool(hashing, move || password::hash(&password)).await
+}
+
 /// `Ok` if `password` is `account`'s.
-fn right(password: &Password, account: &Account) -> Result<(), AccountError> {
-    match password::verify(password, &account.hash)? {
+async fn right(
+    hashing: &Semaphore,
+    password: Password,
+    account: Account,
+) -> Result<(), AccountError> {
+    match on_hashing_pool(hashing, move || password::verify(&password, &account.hash)).await? {
         true => Ok(()),
         false => Err(AccountError::WrongPassword),
     }

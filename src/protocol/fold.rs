@@ -68,7 +68,10 @@ mod tests {
     #[test]
     fn compatibility_and_composed_forms_are_the_same_name() {
         // Fullwidth letters; e + combining acute against é.
-        assert!(same_name("alice", "\u{FF41}\u{FF4C}\u{FF49}\u{FF43}\u{FF45}"));
+        assert!(same_name(
+            "alice",
+            "\u{FF41}\u{FF4C}\u{FF49}\u{FF43}\u{FF45}"
+        ));
         assert!(same_name("zoe\u{0301}", "zo\u{00E9}"));
         assert!(same_name("\u{FB01}sh", "fish"));
     }
