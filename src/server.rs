@@ -36,9 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::accounts::{
-    Accounts, AccountsStore, KvStore, LoginRate, SqliteStore, Store, StoreError,
-};
+use crate::accounts::LoginRate;
 use crate::broker::{Broker, OutboxLimits};
 use crate::cluster::{Cluster, ClusterStop};
 use crate::config::Config;
@@ -119,7 +117,7 @@ pub async fn run(
         None => None,
     };
     // After the cluster, whose connection says first whether NATS is there.
-    let accounts = start_accounts(&config).await?;
+    let accounts = crate::accounts::open(&config.accounts, config.cluster.as_ref()).await?;
     let gauge = Arc::new(RosterGauge::default());
     let broker_gauge = gauge.clone();
     let cluster_link = cluster
@@ -225,52 +223,6 @@ pub async fn run(
     }
     info!("shutdown: done in {:?}", started.elapsed());
     Ok(())
-}
-
-/// Opens the accounts store and starts the accounts actor on an arbiter
-/// of its own, if registration is on: the SQLite file on a single node,
-/// the cluster's JetStream in cluster mode (a node's own file would let a
-/// name registered on one node be taken on another). A store that cannot
-/// be used stops the start: a server that silently let anyone take
-/// registered names would be worse than none.
-async fn start_accounts(config: &Config) -> io::Result<Option<(Arbiter, Addr<Accounts>)>> {
-    let AccountsStore::File(path) = &config.accounts.store else {
-        return Ok(None);
-    };
-    let arbiter = Arbiter::try_new()?;
-    let opened = match &config.cluster {
-        None => SqliteStore::open(path).map(|s| Store::Sqlite(Arc::new(s))),
-        Some(cluster) => {
-            // On the accounts' arbiter: the NATS client's tasks live
-            // where it is made.
-            let (opened_tx, opened) = oneshot::channel();
-            let (urls, name) = (cluster.urls.clone(), cluster.cluster_name.clone());
-            arbiter.spawn(async move {
-                let _ = opened_tx.send(
-                    KvStore::open(&urls, &name)
-                        .await
-                        .map(|kv| Store::Kv(Box::new(kv))),
-                );
-            });
-            opened
-                .await
-                .unwrap_or_else(|_| Err(StoreError::Cluster("the accounts' thread ended".into())))
-        }
-    };
-    match opened {
-        Ok(store) => {
-            match &store {
-                Store::Sqlite(_) => info!("registered names: in {}", path.display()),
-                Store::Kv(_) => info!("registered names: in the cluster's JetStream"),
-            }
-            let accounts = Accounts::start(store, &config.accounts, &arbiter.handle());
-            Ok(Some((arbiter, accounts)))
-        }
-        Err(e) => {
-            arbiter.stop();
-            Err(io::Error::other(e))
-        }
-    }
 }
 
 /// The accept loop's state.

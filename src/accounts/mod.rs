@@ -11,6 +11,7 @@
 //! again. What stays on its thread is the bookkeeping of wrong passwords
 //! ([`backoff`]), which needs no lock because only the actor touches it.
 //!
+//! - `open.rs`: choosing, opening and checking the store at start;
 //! - `password.rs`: the [`Password`] type and Argon2id hashing;
 //! - `store.rs`: the [`Store`] over its two backends, `sqlite.rs` (the
 //!   file of a single node) and `kv.rs` (the cluster's JetStream);
@@ -20,6 +21,7 @@
 
 pub mod backoff;
 pub mod kv;
+mod open;
 pub mod password;
 pub mod rate;
 pub mod sqlite;
@@ -36,6 +38,7 @@ use tokio::sync::Semaphore;
 
 pub use backoff::BackoffPolicy;
 pub use kv::KvStore;
+pub use open::open;
 pub use password::Password;
 pub use rate::{LoginRate, RatePolicy};
 pub use sqlite::SqliteStore;
@@ -288,3 +291,6 @@ impl From<password::HashError> for AccountError {
         AccountError::Unavailable
     }
 }
+
+#[cfg(test)]
+mod tests;
