@@ -69,7 +69,7 @@ impl BackoffPolicy {
 }
 
 /// At most this many keys are remembered per table; past it the oldest
-/// tenth is forgotten (see [`make_room`]). 100,000 entries are a few MiB.
+/// tenth is forgotten. 100,000 entries are a few MiB.
 pub const MAX_TRACKED: usize = 100_000;
 
 /// The failures of one key.
