@@ -85,12 +85,24 @@ impl KvStore {
         let config = kv_shaped_stream(store.stream.clone(), &store.prefix, replicas);
         let deadline = Instant::now() + SETUP_WAIT;
         loop {
-            let made = bounded(store.js.get_or_create_stream(config.clone())).await;
-            match made {
-                Ok(Ok(_)) => return Ok(store),
-                Ok(Err(e)) if Instant::now() >= deadline => return Err(cluster_error(e)),
+            // Made, and answering reads: a stream just made has no leader
+            // for a moment, and reads go to the leader. (`=00` is the key
+            // of no name: a name holds no NUL.)
+            let ready = match bounded(store.js.get_or_create_stream(config.clone())).await {
+                Ok(Ok(_)) => store
+                    .last(&format!("{}=00", store.prefix))
+                    .await
+                    .map(|_| ()),
+                Ok(Err(e)) => Err(cluster_error(e)),
+                Err(e) => Err(e),
+            };
+            match ready {
+                Ok(()) => return Ok(store),
                 Err(e) if Instant::now() >= deadline => return Err(e),
-                _ => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(e) => {
+                    log::info!("cluster accounts: not ready yet ({e}); trying again");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
             }
         }
     }

@@ -6,7 +6,8 @@
 //! actor runs on an arbiter of its own and does no slow work on it: every
 //! store call and every Argon2 hash runs on the blocking thread pool
 //! (`spawn_blocking`), at most [`HASHES_AT_ONCE`] hashes at once and at
-//! most [`MAX_WAITING`] requests waiting or running, so a flood of logins
+//! most [`MAX_WAITING`] requests that hash waiting or running (and
+//! [`MAX_LOOKUPS`] look-ups, apart), so a flood of logins
 //! costs a bounded amount of CPU and memory and the rest are told to try
 //! again. What stays on its thread is the bookkeeping of wrong passwords
 //! ([`backoff`]), which needs no lock because only the actor touches it.
@@ -56,10 +57,16 @@ pub const DEFAULT_ACCOUNTS_FILE: &str = "achat-accounts.sqlite3";
 /// so password checks can never take more than two cores from chat.
 pub const HASHES_AT_ONCE: usize = 2;
 
-/// Requests waiting or running at once; past it a request is answered
-/// "unavailable" at once. At 30 ms a hash and two at a time, the last
-/// waits about a second.
+/// Requests that hash, waiting or running at once; past it such a request
+/// is answered "unavailable" at once. At 30 ms a hash and two at a time,
+/// the last waits about a second.
 pub const MAX_WAITING: usize = 64;
+
+/// Look-ups ("is this name registered?") waiting or running at once,
+/// counted apart from the hashing requests: every login of every name
+/// asks one, and guesses filling the hashing queue must not hold up the
+/// logins of everyone else.
+pub const MAX_LOOKUPS: usize = 256;
 
 /// Where registrations are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +111,7 @@ pub struct Accounts {
     per_address: Backoff<IpAddr>,
     hashing: Arc<Semaphore>,
     waiting: Arc<Semaphore>,
+    lookups: Arc<Semaphore>,
 }
 
 impl Accounts {
@@ -116,6 +124,7 @@ impl Accounts {
             per_address: Backoff::new(per_address),
             hashing: Arc::new(Semaphore::new(HASHES_AT_ONCE)),
             waiting: Arc::new(Semaphore::new(MAX_WAITING)),
+            lookups: Arc::new(Semaphore::new(MAX_LOOKUPS)),
         })
     }
 
@@ -173,7 +182,11 @@ impl Handler<AccountRequest> for Accounts {
         if checks && let Err(e) = self.charge(&folded, from, Instant::now()) {
             return Box::pin(fut::ready(Err(e)));
         }
-        let Ok(slot) = self.waiting.clone().try_acquire_owned() else {
+        let queue = match op {
+            AccountOp::Lookup => &self.lookups,
+            _ => &self.waiting,
+        };
+        let Ok(slot) = queue.clone().try_acquire_owned() else {
             if checks {
                 self.settle(&folded, from, &Err(AccountError::Unavailable));
             }
