@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::accounts::{AccountsConfig, AccountsStore, DEFAULT_ACCOUNTS_FILE, RatePolicy};
 use crate::cluster::{ClusterConfig, Timing, keys};
 use crate::sched::BrokerSched;
 
@@ -34,6 +35,11 @@ pub struct Config {
     pub broker_sched: BrokerSched,
     /// Cluster mode: the cluster to join (`None`: a single node, no NATS).
     pub cluster: Option<ClusterConfig>,
+    /// Registered names: where they are kept (off by default here;
+    /// `achat-server` defaults to a file) and the guessing back-off.
+    pub accounts: AccountsConfig,
+    /// Login attempts allowed per source address.
+    pub login_rate: RatePolicy,
 }
 
 impl Default for Config {
@@ -48,6 +54,8 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(5),
             broker_sched: BrokerSched::Batch,
             cluster: None,
+            accounts: AccountsConfig::default(),
+            login_rate: RatePolicy::DEFAULT,
         }
     }
 }
@@ -113,6 +121,18 @@ pub struct ServerArgs {
     /// This node's id in the cluster, unique (letters, digits, - and _) [default: random, logged at start].
     #[arg(long, value_name = "ID", requires = "cluster")]
     pub node_id: Option<String>,
+
+    /// The SQLite file registered names are kept in, created on first use; `off` disables registration.
+    #[arg(long, default_value = DEFAULT_ACCOUNTS_FILE, value_name = "PATH|off")]
+    pub accounts: String,
+
+    /// Login attempts one address may make at once (one per name line).
+    #[arg(long, default_value_t = RatePolicy::DEFAULT.burst, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_burst: u32,
+
+    /// Login attempts one address regains per second.
+    #[arg(long, default_value_t = RatePolicy::DEFAULT.per_second, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub login_rate: u32,
 }
 
 /// Why a command line was refused after parsing.
@@ -184,8 +204,20 @@ impl ServerArgs {
                 })
             }
         };
+        let store = match self.accounts.as_str() {
+            "off" => AccountsStore::Off,
+            path => AccountsStore::File(path.into()),
+        };
         Ok(Config {
             cluster,
+            accounts: AccountsConfig {
+                store,
+                ..AccountsConfig::default()
+            },
+            login_rate: RatePolicy {
+                burst: self.login_burst,
+                per_second: self.login_rate,
+            },
             workers: self.workers.map_or_else(default_workers, usize::from),
             max_connections: saturate(self.max_connections),
             max_line_bytes: saturate(self.max_line_bytes),
@@ -243,7 +275,20 @@ mod tests {
     #[test]
     fn defaults_match_the_documented_ones() {
         let config = args(&[]).unwrap().config().unwrap();
-        assert_eq!(config, Config::default());
+        // The library's default keeps no file; the binary's is in its
+        // working directory.
+        assert_eq!(
+            config,
+            Config {
+                accounts: AccountsConfig {
+                    store: AccountsStore::File(DEFAULT_ACCOUNTS_FILE.into()),
+                    ..AccountsConfig::default()
+                },
+                ..Config::default()
+            }
+        );
+        let off = args(&["--accounts", "off"]).unwrap().config().unwrap();
+        assert_eq!(off.accounts.store, AccountsStore::Off);
         assert_eq!(args(&[]).unwrap().bind, "127.0.0.1:8080");
     }
 
@@ -268,6 +313,12 @@ mod tests {
             "250ms",
             "--broker-sched",
             "normal",
+            "--accounts",
+            "/var/lib/achat/a.db",
+            "--login-burst",
+            "5",
+            "--login-rate",
+            "2",
         ])
         .unwrap();
         let c = a.config().unwrap();
@@ -284,6 +335,14 @@ mod tests {
                 shutdown_grace: Duration::from_millis(250),
                 broker_sched: BrokerSched::Normal,
                 cluster: None,
+                accounts: AccountsConfig {
+                    store: AccountsStore::File("/var/lib/achat/a.db".into()),
+                    ..AccountsConfig::default()
+                },
+                login_rate: RatePolicy {
+                    burst: 5,
+                    per_second: 2,
+                },
             }
         );
         let clustered = args(&[

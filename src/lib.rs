@@ -32,6 +32,10 @@
 //! - [`sched`]: the broker thread's scheduling policy;
 //! - [`tcp`]: a connection's capped send buffer, and its unsent bytes
 //!   (with `sched`, the crate's two `unsafe` system calls);
+//! - [`accounts`]: registered names: the [`accounts::Accounts`] actor
+//!   (on an arbiter of its own) that checks passwords on the blocking
+//!   pool and keeps registrations in SQLite, the guessing back-off and
+//!   the login rate per address;
 //! - [`cluster`]: cluster mode over NATS: the [`cluster::Cluster`] actor
 //!   (on an arbiter of its own) that carries lines and presence between
 //!   nodes, and the name service on JetStream;
@@ -42,6 +46,7 @@
 //! program of its own that uses only [`protocol`], to read the server's
 //! lines.
 
+pub mod accounts;
 pub mod batch;
 pub mod broker;
 pub mod cluster;

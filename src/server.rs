@@ -36,6 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::accounts::LoginRate;
 use crate::broker::{Broker, OutboxLimits};
 use crate::cluster::{Cluster, ClusterStop};
 use crate::config::Config;
@@ -115,6 +116,8 @@ pub async fn run(
         Some(cluster) => Some(crate::cluster::join(cluster, config.max_line_bytes).await?),
         None => None,
     };
+    // After the cluster, whose connection says first whether NATS is there.
+    let accounts = crate::accounts::open(&config.accounts, config.cluster.as_ref()).await?;
     let gauge = Arc::new(RosterGauge::default());
     let broker_gauge = gauge.clone();
     let cluster_link = cluster
@@ -152,6 +155,8 @@ pub async fn run(
             login_timeout: config.login_timeout,
             flush_timeout: config.shutdown_grace,
         },
+        accounts: accounts.as_ref().map(|(_, addr)| addr.clone().recipient()),
+        login_rate: Arc::new(LoginRate::new(config.login_rate)),
     });
     info!(
         "serving on {} with {} workers, at most {} connections",
@@ -197,6 +202,7 @@ pub async fn run(
         warn!("shutdown: grace period over; closing connections still being turned away");
     }
     let mut arbiters = vec![broker_arbiter];
+    arbiters.extend(accounts.map(|(arbiter, _)| arbiter));
     if let Some((arbiter, cluster, _)) = cluster {
         // The names of those who left are freed before the node goes.
         let stopped = cluster.send(ClusterStop {

@@ -9,6 +9,7 @@
 
 mod util;
 
+mod accounts;
 mod chaos;
 mod chat;
 mod cluster;

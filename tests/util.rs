@@ -22,10 +22,13 @@ pub struct TestServer {
     pub addr: SocketAddr,
 }
 
-/// The configuration tests start from: two workers, defaults otherwise.
+/// The configuration tests start from: two workers, no limit on the
+/// login rate (tests log many clients in from 127.0.0.1 at once),
+/// defaults otherwise (registration off: no accounts file is made).
 pub fn test_config() -> Config {
     Config {
         workers: 2,
+        login_rate: achat::accounts::RatePolicy::UNLIMITED,
         ..Config::default()
     }
 }
@@ -308,6 +311,20 @@ impl Binary {
 
     /// The same, run under a wrapper command such as `prlimit --nofile=...`.
     pub async fn start_under(wrapper: &[&str], args: &[&str]) -> Binary {
+        Binary::start_logging(wrapper, args, "warn").await
+    }
+
+    /// The same, logging at `level` (`RUST_LOG`). Unless `args` say
+    /// otherwise, registration is off (no accounts file appears in the
+    /// working directory) and the login rate is not limited.
+    pub async fn start_logging(wrapper: &[&str], args: &[&str], level: &str) -> Binary {
+        let mut defaults = Vec::new();
+        if !args.contains(&"--accounts") {
+            defaults.extend(["--accounts", "off"]);
+        }
+        if !args.contains(&"--login-burst") {
+            defaults.extend(["--login-burst", "1000000"]);
+        }
         use std::process::Stdio;
         let server = env!("CARGO_BIN_EXE_achat-server");
         let mut command = match wrapper.split_first() {
@@ -320,8 +337,9 @@ impl Binary {
         };
         let mut child = command
             .args(["--bind", "127.0.0.1:0"])
+            .args(defaults)
             .args(args)
-            .env("RUST_LOG", "warn")
+            .env("RUST_LOG", level)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)

@@ -153,11 +153,34 @@ fn unavailable(error: impl std::fmt::Display) -> NameServiceError {
 /// The replicas to ask for when none was given: 1 on a server outside a
 /// NATS cluster, else as many servers as the cluster is known to have,
 /// up to [`MAX_AUTO_REPLICAS`].
-fn auto_replicas(info: &async_nats::ServerInfo) -> usize {
+pub(crate) fn auto_replicas(info: &async_nats::ServerInfo) -> usize {
     if info.cluster.is_none() {
         return 1;
     }
     info.connect_urls.len().clamp(1, MAX_AUTO_REPLICAS)
+}
+
+/// A stream shaped like a key-value bucket, as 2.9.10 makes safe (module
+/// docs): one message per subject under `prefix`, deletions by sequence
+/// allowed, direct get off. The name service's, and the accounts' in
+/// cluster mode (`accounts/kv.rs`).
+pub(crate) fn kv_shaped_stream(name: String, prefix: &str, replicas: usize) -> stream::Config {
+    stream::Config {
+        name,
+        subjects: vec![format!("{prefix}>")],
+        max_messages_per_subject: 1,
+        discard: DiscardPolicy::New,
+        allow_rollup: true,
+        // Releases delete a claim by sequence (module docs).
+        deny_delete: false,
+        deny_purge: false,
+        // Reads must see the last acknowledged claim (module docs).
+        allow_direct: false,
+        mirror_direct: false,
+        storage: StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    }
 }
 
 impl NameService {
@@ -181,22 +204,7 @@ impl NameService {
             timeout: DEFAULT_TIMEOUT,
         }
         .with_timeout(DEFAULT_TIMEOUT);
-        let config = stream::Config {
-            name: service.stream.clone(),
-            subjects: vec![format!("{}>", service.prefix)],
-            max_messages_per_subject: 1,
-            discard: DiscardPolicy::New,
-            allow_rollup: true,
-            // Releases delete a claim by sequence (module docs).
-            deny_delete: false,
-            deny_purge: false,
-            // Reads must see the last acknowledged claim (module docs).
-            allow_direct: false,
-            mirror_direct: false,
-            storage: StorageType::File,
-            num_replicas: replicas,
-            ..Default::default()
-        };
+        let config = kv_shaped_stream(service.stream.clone(), &service.prefix, replicas);
         service
             .bounded(async {
                 service

@@ -34,6 +34,7 @@ use actix::prelude::*;
 use crate::batch::Batch;
 use crate::protocol::LoginName;
 
+pub mod accounts;
 pub mod cluster;
 
 /// Identifies one TCP connection for its whole life. Given out by the

@@ -13,6 +13,7 @@
 //! - [`names`]: what a login name may be;
 //! - [`fold`]: when two names are the same name (case, look-alike
 //!   letters, Unicode forms);
+//! - [`account`]: the account commands and what a password may be;
 //! - [`request`]: what a line sent after login asks for (chat lines,
 //!   commands);
 //! - [`text`]: what a message's text may contain: nothing that could pass
@@ -21,6 +22,7 @@
 //!   `server:` and `error:` text, each in one place;
 //! - [`server_line`]: reading the server's lines back, for clients.
 
+pub mod account;
 pub mod fold;
 pub mod names;
 pub mod reply;
@@ -28,6 +30,7 @@ pub mod request;
 pub mod server_line;
 pub mod text;
 
+pub use account::{AccountCommand, AccountCommandError, MAX_PASSWORD_BYTES, MIN_PASSWORD_CHARS};
 pub use fold::{Folded, fold_name, same_name, spelling};
 pub use names::{
     FORBIDDEN_NAME_CHARS, LoginName, MAX_NAME_CHARS, NameError, RESERVED_NAMES, validate_name,

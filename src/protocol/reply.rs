@@ -29,6 +29,8 @@ pub const HELP: &[&str] = &[
     "several recipients: name1, name2: text",
     "everyone online but you: *: text",
     "/who lists who is online, /quit leaves, /help shows this",
+    "/register PASSWORD protects your name with a password (at least 8 characters, no spaces)",
+    "/password OLD NEW changes it, /unregister PASSWORD frees the name again",
 ];
 
 /// The word a welcome starts with; [`super::parse_server_line`] reads it
@@ -116,6 +118,37 @@ pub enum Reply<'a> {
     /// log in again in a moment`: the last line of every user of a node
     /// cut off from its cluster.
     CutOff,
+    /// `server: '<name>' is registered: send its password`: the next line
+    /// is taken as the password.
+    PasswordWanted(&'a str),
+    /// `error: wrong password; send a name to log in`: back at the name
+    /// prompt.
+    WrongPassword,
+    /// `error: too many wrong passwords: try again in <n> s`: refused
+    /// without checking, the name or the address is backing off.
+    TooManyWrongPasswords(Duration),
+    /// `error: too many login attempts from your address: try again in
+    /// <n> s`.
+    TooManyLogins(Duration),
+    /// `error: passwords cannot be checked right now, try again in a
+    /// moment`: the accounts are busy or their store failed.
+    AccountsUnavailable,
+    /// `error: registration is off on this server`.
+    RegistrationOff,
+    /// `server: '<name>' is registered: logging in with it now asks for
+    /// the password`.
+    Registered(&'a str),
+    /// `error: '<name>' is already registered`.
+    AlreadyRegistered(&'a str),
+    /// `error: '<name>' is not registered`.
+    NotRegistered(&'a str),
+    /// `server: password changed`.
+    PasswordChanged,
+    /// `server: '<name>' is no longer registered`.
+    Unregistered(&'a str),
+    /// `error: wrong password, nothing changed`: `/password` or
+    /// `/unregister` with a wrong password.
+    WrongPasswordNothingChanged,
 }
 
 impl Reply<'_> {
@@ -198,6 +231,45 @@ impl Reply<'_> {
                 out,
                 "this node lost contact with the cluster, disconnecting; log in again in a moment",
             ),
+            Reply::PasswordWanted(name) => server(
+                out,
+                format_args!("'{name}' is registered: send its password"),
+            ),
+            Reply::WrongPassword => error(out, "wrong password; send a name to log in"),
+            Reply::TooManyWrongPasswords(wait) => error(
+                out,
+                format_args!(
+                    "too many wrong passwords: try again in {} s",
+                    ceil_secs(*wait)
+                ),
+            ),
+            Reply::TooManyLogins(wait) => error(
+                out,
+                format_args!(
+                    "too many login attempts from your address: try again in {} s",
+                    ceil_secs(*wait)
+                ),
+            ),
+            Reply::AccountsUnavailable => error(
+                out,
+                "passwords cannot be checked right now, try again in a moment",
+            ),
+            Reply::RegistrationOff => error(out, "registration is off on this server"),
+            Reply::Registered(name) => server(
+                out,
+                format_args!(
+                    "'{name}' is registered: logging in with it now asks for the password"
+                ),
+            ),
+            Reply::AlreadyRegistered(name) => {
+                error(out, format_args!("'{name}' is already registered"))
+            }
+            Reply::NotRegistered(name) => error(out, format_args!("'{name}' is not registered")),
+            Reply::PasswordChanged => server(out, "password changed"),
+            Reply::Unregistered(name) => {
+                server(out, format_args!("'{name}' is no longer registered"))
+            }
+            Reply::WrongPasswordNothingChanged => error(out, "wrong password, nothing changed"),
         }
     }
 
@@ -258,6 +330,13 @@ fn line(out: &mut Vec<u8>, prefix: &str, text: impl fmt::Display) {
     out.push(b'\n');
 }
 
+/// Whole seconds to wait, rounded up and at least one: "try again in
+/// 0 s" would invite a retry that is refused again.
+fn ceil_secs(wait: Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
+}
+
 /// A duration as a person writes it: `30s`, `1.5s` or `500ms`.
 struct Humanized(Duration);
 
@@ -275,179 +354,4 @@ impl fmt::Display for Humanized {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn text(reply: Reply<'_>) -> String {
-        String::from_utf8(reply.to_bytes()).unwrap()
-    }
-
-    #[test]
-    fn a_message() {
-        let mut out = Vec::new();
-        write_message(&mut out, "alice", "hi: there");
-        assert_eq!(out, b"from alice: hi: there\n");
-    }
-
-    #[test]
-    fn every_reply_is_whole_lines_with_a_known_prefix() {
-        for reply in as_documented() {
-            let text = text(reply.clone());
-            assert!(text.ends_with('\n'), "{reply:?}");
-            for line in text.lines() {
-                assert!(
-                    line.starts_with("server: ") || line.starts_with("error: "),
-                    "{reply:?}: {line:?}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn the_texts_of_docs_protocol() {
-        assert_eq!(
-            text(Reply::Welcome {
-                name: "alice",
-                online: 1
-            }),
-            "server: welcome alice (1 online, /help for help)\n"
-        );
-        assert_eq!(
-            text(Reply::NameTaken("alice")),
-            "error: the name 'alice' is taken, choose another\n"
-        );
-        assert_eq!(
-            text(Reply::NameTakenAs {
-                name: "ALICE",
-                online: "Alice"
-            }),
-            "error: the name 'ALICE' is taken (it is the same name as 'Alice'), choose another\n"
-        );
-        assert_eq!(
-            text(Reply::NotOnline(&["carol"])),
-            "error: not online: carol (message not delivered to them)\n"
-        );
-        assert_eq!(
-            text(Reply::NotOnline(&["carol", "d\u{1b}ve"])),
-            "error: not online: carol, d\u{fffd}ve (message not delivered to those)\n"
-        );
-        assert_eq!(
-            text(Reply::BadRequest(RequestError::NotAChatLine)),
-            "error: expected 'name1, name2: message' (or '/help')\n"
-        );
-        assert_eq!(
-            text(Reply::LineTooLong { limit: 4096 }),
-            "error: line too long (the limit is 4096 bytes), ignored\n"
-        );
-        assert_eq!(
-            text(Reply::ServerFull {
-                max_connections: 10
-            }),
-            "error: server full (10 connections), try again later\n"
-        );
-        let login_help = text(Reply::LoginHelp);
-        assert!(login_help.starts_with("server: first send your name to log in\n"));
-        assert_eq!(login_help.lines().count(), 1 + HELP.len());
-    }
-
-    /// Every reply, with the example values `docs/PROTOCOL.md` uses.
-    fn as_documented() -> Vec<Reply<'static>> {
-        vec![
-            Reply::Welcome {
-                name: "alice",
-                online: 1,
-            },
-            Reply::LoginHelp,
-            Reply::Help,
-            Reply::Bye,
-            Reply::ShuttingDown,
-            Reply::InvalidName(NameError::Whitespace),
-            Reply::InvalidName(NameError::Invisible('\u{200B}')),
-            Reply::InvalidName(NameError::NothingVisible),
-            Reply::InvalidName(NameError::Reserved("server".into())),
-            Reply::NameTaken("alice"),
-            Reply::NameTakenAs {
-                name: "ALICE",
-                online: "Alice",
-            },
-            Reply::LoginsClosed,
-            Reply::LogInFirst,
-            Reply::LoginTimeout(Duration::from_secs(30)),
-            Reply::LineTooLong { limit: 4096 },
-            Reply::NotUtf8,
-            Reply::BadRequest(RequestError::NotAChatLine),
-            Reply::BadRequest(RequestError::UnknownCommand("<word>".into())),
-            Reply::BadRequest(RequestError::ControlCharacters),
-            Reply::BadRequest(RequestError::InvisibleCharacter('\u{202E}')),
-            Reply::BadRequest(RequestError::LongBlank),
-            Reply::NotOnline(&["carol"]),
-            Reply::NotOnline(&["carol", "dave"]),
-            Reply::NobodyElseOnline,
-            Reply::ServerFull {
-                max_connections: 19936,
-            },
-            Reply::NamesUnavailable,
-            Reply::NameHeldByLostNode {
-                name: "alice",
-                within_secs: 30,
-            },
-            Reply::Undelivered(&["bob", "*"]),
-            Reply::CutOff,
-        ]
-    }
-
-    /// Rewording a line here without rewording it in the protocol's
-    /// documentation fails this test.
-    #[test]
-    fn docs_protocol_quotes_every_reply_as_written() {
-        let doc = include_str!("../../docs/PROTOCOL.md");
-        for reply in as_documented() {
-            for line in text(reply.clone()).lines() {
-                assert!(
-                    doc.contains(&format!("`{line}`")) || doc.contains(&format!("\n{line}\n")),
-                    "docs/PROTOCOL.md does not quote {line:?} ({reply:?})"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn login_timeouts_read_as_typed() {
-        let timeout = |d| text(Reply::LoginTimeout(d));
-        assert_eq!(
-            timeout(Duration::from_secs(30)),
-            "error: no login within 30s, closing\n"
-        );
-        assert_eq!(
-            timeout(Duration::from_millis(500)),
-            "error: no login within 500ms, closing\n"
-        );
-        assert_eq!(
-            timeout(Duration::from_millis(1500)),
-            "error: no login within 1.5s, closing\n"
-        );
-    }
-
-    #[test]
-    fn who_lists_sorted_and_counts() {
-        let mut out = Vec::new();
-        write_who(&mut out, 3, ["carol", "alice", "bob"].into_iter());
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "server: 3 online:\nserver: alice, bob, carol\n"
-        );
-    }
-
-    #[test]
-    fn who_cuts_a_long_list() {
-        let names: Vec<String> = (0..WHO_MAX_NAMES + 7).map(|i| format!("n{i:04}")).collect();
-        let mut out = Vec::new();
-        write_who(&mut out, names.len(), names.iter().map(String::as_str));
-        let text = String::from_utf8(out).unwrap();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], format!("server: {} online:", WHO_MAX_NAMES + 7));
-        assert_eq!(lines.len(), 1 + WHO_MAX_NAMES / WHO_NAMES_PER_LINE + 1);
-        assert!(lines.last().unwrap().contains("7 more not shown"));
-        assert!(lines.iter().all(|l| l.starts_with("server: ")));
-    }
-}
+mod tests;

@@ -3,6 +3,7 @@
 
 use std::collections::HashSet;
 
+use super::account::{AccountCommand, AccountCommandError, parse_account_command};
 use super::text::{MAX_BLANK_COLUMNS, TextProblem, check_text};
 
 /// A command: a line whose first non-blank character is `/`.
@@ -25,6 +26,8 @@ pub enum Request<'a> {
     Command(Command),
     /// `<recipients>: <text>`.
     Chat(ChatLine<'a>),
+    /// `/register`, `/password` or `/unregister`, with its password(s).
+    Account(AccountCommand<'a>),
 }
 
 /// A chat line split into its recipients and its text.
@@ -52,6 +55,10 @@ pub enum RequestError {
     /// The line starts with `/` but is not a known command.
     #[error("unknown command '/{0}', try /help")]
     UnknownCommand(String),
+    /// An account command with the wrong words, or a new password that
+    /// breaks the rule.
+    #[error(transparent)]
+    Account(AccountCommandError),
     /// The text holds control characters (escape sequences and the like),
     /// which could take over the terminal of a recipient using `nc`.
     #[error("a message may not contain control characters (only tabs), not delivered")]
@@ -83,8 +90,14 @@ pub fn parse_request(line: &str) -> Result<Request<'_>, RequestError> {
         return Ok(Request::Blank);
     }
     if let Some(rest) = line.strip_prefix('/') {
+        let (word, args) = rest
+            .trim_start()
+            .split_once(char::is_whitespace)
+            .unwrap_or((rest, ""));
+        if let Some(account) = parse_account_command(word, args) {
+            return account.map(Request::Account).map_err(RequestError::Account);
+        }
         // Only the first word counts: "/who please" is "/who".
-        let word = rest.split_whitespace().next().unwrap_or("");
         return match word {
             "who" => Ok(Request::Command(Command::Who)),
             "quit" => Ok(Request::Command(Command::Quit)),

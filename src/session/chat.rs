@@ -15,10 +15,12 @@
 //! What a line means is decided by [`on_frame`], a pure function tested at
 //! the bottom.
 
+use super::account::{CommandKind, request_for};
 use super::input::{InputEnd, READ_BUFFER_BYTES};
 use super::{Phase, Session};
 use crate::batch::Batch;
 use crate::line_reader::Frame;
+use crate::messages::accounts::AccountOp;
 use crate::messages::{RosterGauge, Route};
 use crate::protocol::{self, Command, Reply, Request};
 
@@ -72,21 +74,28 @@ impl Session {
         let batch_limit = self.batch_limit();
         let max_line_bytes = self.env.limits.max_line_bytes;
         let prices = Prices::now(&self.env.gauge);
-        let Phase::Online { name } = &self.phase else {
+        let accounts_on = self.env.accounts.is_some();
+        let Phase::Online { name, .. } = &self.phase else {
             return 0;
         };
         let mut batch = Batch::for_input(input.len().min(batch_limit));
         let mut cost = Cost::default();
         let mut rest = input;
+        let mut command = None;
         while let Some(frame) = self.input.lines.next_frame(&mut rest) {
-            let line = on_frame(frame, name, max_line_bytes, &mut batch);
-            if let Err(end) = line {
-                self.input.end(end);
-                rest = &[];
-                break;
-            }
-            if let Ok(added) = line {
-                cost.add(added, prices);
+            let line = on_frame(frame, name, max_line_bytes, accounts_on, &mut batch);
+            match line {
+                Ok(added) => cost.add(added, prices),
+                Err(Stop::End(end)) => {
+                    self.input.end(end);
+                    rest = &[];
+                    break;
+                }
+                // What follows waits for the command's answer.
+                Err(Stop::Account(kind, op)) => {
+                    command = Some((kind, op));
+                    break;
+                }
             }
             if cost.per_peer >= batch_limit || cost.delivered >= DELIVERY_BUDGET {
                 break;
@@ -98,6 +107,9 @@ impl Session {
                 batch,
                 credit: self.input.credits.take(),
             });
+        }
+        if let Some((kind, op)) = command {
+            self.start_command(kind, op);
         }
         input.len() - rest.len()
     }
@@ -150,14 +162,26 @@ impl Cost {
     }
 }
 
+/// Why a frame closes the batch without being added to it.
+#[derive(Debug)]
+enum Stop {
+    /// Input ends (`/quit`).
+    End(InputEnd),
+    /// An account command, for the accounts actor (its password is kept
+    /// out of the batch, which the broker may log).
+    Account(CommandKind, AccountOp),
+}
+
 /// Handles a frame after login: adds it to the batch and says what it
-/// added, or how input ends (`/quit`).
+/// added, or why it stops the batch (`/quit`, an account command;
+/// `accounts_on`: whether registration is on).
 fn on_frame(
     frame: Frame<'_>,
     name: &str,
     max_line_bytes: usize,
+    accounts_on: bool,
     batch: &mut Batch,
-) -> Result<Added, InputEnd> {
+) -> Result<Added, Stop> {
     let before = batch.output_len();
     let echo = |batch: &mut Batch, reply: &Reply<'_>| {
         batch.push_reply(reply);
@@ -188,7 +212,12 @@ fn on_frame(
             Added::Who
         }
         Ok(Request::Command(Command::Help)) => echo(batch, &Reply::Help),
-        Ok(Request::Command(Command::Quit)) => return Err(InputEnd::Quit),
+        Ok(Request::Command(Command::Quit)) => return Err(Stop::End(InputEnd::Quit)),
+        Ok(Request::Account(command)) if accounts_on => {
+            let (kind, op) = request_for(&command);
+            return Err(Stop::Account(kind, op));
+        }
+        Ok(Request::Account(_)) => echo(batch, &Reply::RegistrationOff),
         Err(why) => echo(batch, &Reply::BadRequest(why)),
     })
 }
@@ -205,9 +234,13 @@ mod tests {
         let mut batch = Batch::new();
         let mut end = None;
         for frame in frames {
-            if let Err(ended) = on_frame(frame.clone(), "alice", 4096, &mut batch) {
-                end = Some(ended);
-                break;
+            match on_frame(frame.clone(), "alice", 4096, false, &mut batch) {
+                Err(Stop::End(ended)) => {
+                    end = Some(ended);
+                    break;
+                }
+                Err(Stop::Account(..)) => panic!("registration is off here"),
+                Ok(_) => {}
             }
         }
         let ops = batch
@@ -286,6 +319,26 @@ mod tests {
     }
 
     #[test]
+    fn account_commands_stay_out_of_the_batch() {
+        let mut batch = Batch::new();
+        let stop = on_frame(
+            Frame::Line("/register hunter2hunter2"),
+            "alice",
+            4096,
+            true,
+            &mut batch,
+        );
+        assert!(matches!(stop, Err(Stop::Account(CommandKind::Register, _))));
+        assert!(batch.is_empty());
+        // Off: answered in place, the password nowhere in the batch.
+        let (ops, _) = after_login(&[Frame::Line("/register hunter2hunter2")]);
+        assert_eq!(ops, ["echo error: registration is off on this server"]);
+        // A bad command is answered without its words.
+        let (ops, _) = after_login(&[Frame::Line("/password onlyone")]);
+        assert_eq!(ops, ["echo error: usage: /password OLD NEW"]);
+    }
+
+    #[test]
     fn after_login_help_is_echoed() {
         let (ops, _) = after_login(&[Frame::Line("/help")]);
         assert_eq!(ops.len(), 1);
@@ -302,7 +355,7 @@ mod tests {
         let mut priced = |line: &str| {
             let mut cost = Cost::default();
             cost.add(
-                on_frame(Frame::Line(line), "alice", 4096, &mut batch).unwrap(),
+                on_frame(Frame::Line(line), "alice", 4096, false, &mut batch).unwrap(),
                 prices,
             );
             cost
@@ -346,7 +399,7 @@ mod tests {
         let mut batch = Batch::new();
         let mut cost = Cost::default();
         cost.add(
-            on_frame(Frame::Line(&line), "alice", 4096, &mut batch).unwrap(),
+            on_frame(Frame::Line(&line), "alice", 4096, false, &mut batch).unwrap(),
             prices,
         );
         assert!(cost.delivered >= DELIVERY_BUDGET);

@@ -155,13 +155,9 @@ impl Session {
                 }
                 self.input.turn = None;
             }
-            if let Phase::LoggingIn { asked, .. } = &mut self.phase
-                && let Some(pending) = asked
-            {
-                let answer = ready!(pending.answer.as_mut().poll(task_cx));
-                let name = std::mem::take(&mut pending.name);
-                *asked = None;
-                self.on_login_answer(answer, name, ctx);
+            // A login step or an account command being decided: what
+            // follows waits for its answer.
+            if ready!(self.poll_answer(ctx, task_cx)) {
                 continue;
             }
             if matches!(self.input.state, InputState::Ended { .. }) {
@@ -235,10 +231,8 @@ impl Session {
                     self.input.end(InputEnd::Drained);
                     return Ok(());
                 }
-                let waiting_for_login =
-                    matches!(self.phase, Phase::LoggingIn { asked: Some(_), .. });
                 if !self.input.credits.is_held()
-                    || waiting_for_login
+                    || self.awaiting_answer()
                     || self.input.unread.from < self.input.unread.bytes.len()
                 {
                     return Ok(());

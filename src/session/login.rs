@@ -1,27 +1,74 @@
-//! The login exchange: before login, the session answers for itself;
-//! the first line that is a valid name goes to the broker as a [`NewPeer`],
-//! and input waits for the answer.
+//! The login exchange: before login, the session answers for itself.
 //!
-//! What a line means before login is decided by [`login_step`], a pure
+//! A name line takes a token from the address's login rate
+//! ([`crate::accounts::LoginRate`]); then, when registration is on, the
+//! accounts actor is asked whether the name is registered. If it is, the
+//! next line is its password, checked by the accounts actor; a right one
+//! (or an unregistered name) goes to the broker as a [`NewPeer`]. While an
+//! answer is awaited, input waits. The password line is never logged,
+//! echoed or kept: it goes into the request and nowhere else.
+//!
+//! What a line before login means is decided by [`login_step`], a pure
 //! function tested at the bottom.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::task::{self, Poll, ready};
 
 use actix::dev::RecipientRequest;
 use actix::prelude::*;
 
 use super::input::InputEnd;
 use super::{Phase, Session};
+use crate::accounts::Password;
 use crate::line_reader::Frame;
+use crate::messages::accounts::{AccountAnswer, AccountError, AccountOp, AccountRequest};
 use crate::messages::{LoginError, NewPeer};
 use crate::protocol::{self, Command, LoginName, Reply, Request};
 
-/// A login the broker is deciding on: its answer, and the name asked for.
-/// Boxed: the request is not `Unpin`.
-pub(super) struct PendingLogin {
-    pub(super) answer: Pin<Box<RecipientRequest<NewPeer>>>,
-    pub(super) name: String,
+/// Where a login is.
+pub(super) enum Login {
+    /// Waiting for a name.
+    Name,
+    /// The name (as typed) is registered: the next line is its password.
+    Password(LoginName),
+    /// An answer about the name is awaited; input waits.
+    Asked(Asked),
+}
+
+/// A question about the name `name`, awaiting its answer. Boxed: the
+/// requests are not `Unpin`.
+pub(super) struct Asked {
+    name: LoginName,
+    answer: Question,
+}
+
+enum Question {
+    /// Is the name registered (the accounts actor)?
+    Lookup(Pin<Box<RecipientRequest<AccountRequest>>>),
+    /// Is this its password (the accounts actor)?
+    Password(Pin<Box<RecipientRequest<AccountRequest>>>),
+    /// May the connection take it (the broker)?
+    Broker(Pin<Box<RecipientRequest<NewPeer>>>),
+}
+
+/// The accounts actor's answer, or its absence.
+pub(super) type AccountReply = Result<Result<AccountAnswer, AccountError>, MailboxError>;
+
+/// An answer to a [`Question`].
+enum Answer {
+    Lookup(AccountReply),
+    Password(AccountReply),
+    Broker(Result<Result<(), LoginError>, MailboxError>),
+}
+
+impl Asked {
+    fn poll(&mut self, task_cx: &mut task::Context<'_>) -> Poll<Answer> {
+        Poll::Ready(match &mut self.answer {
+            Question::Lookup(answer) => Answer::Lookup(ready!(answer.as_mut().poll(task_cx))),
+            Question::Password(answer) => Answer::Password(ready!(answer.as_mut().poll(task_cx))),
+            Question::Broker(answer) => Answer::Broker(ready!(answer.as_mut().poll(task_cx))),
+        })
+    }
 }
 
 impl Session {
@@ -30,6 +77,28 @@ impl Session {
         let max_line_bytes = self.env.limits.max_line_bytes;
         let mut rest = input;
         while let Some(frame) = self.input.lines.next_frame(&mut rest) {
+            if let Phase::LoggingIn { login, .. } = &mut self.phase
+                && let Login::Password(name) = login
+            {
+                match frame {
+                    Frame::Line(line) => {
+                        let name = name.clone();
+                        // Trimmed: a password has no whitespace, a line
+                        // may end in `\r` or stray blanks.
+                        let password = Password::new(line.trim());
+                        self.ask_accounts(name, AccountOp::LogIn(password));
+                        break;
+                    }
+                    Frame::TooLong => self.reply(
+                        &Reply::LineTooLong {
+                            limit: max_line_bytes,
+                        },
+                        ctx,
+                    ),
+                    Frame::NotUtf8 => self.reply(&Reply::NotUtf8, ctx),
+                }
+                continue;
+            }
             match login_step(frame, max_line_bytes) {
                 LoginStep::Nothing => {}
                 LoginStep::Reply(reply) => self.reply(&reply, ctx),
@@ -38,15 +107,15 @@ impl Session {
                     return input.len();
                 }
                 LoginStep::Ask(name) => {
-                    let spelling = name.spelling().to_string();
-                    let answer = self.env.broker.new_peer.send(NewPeer { id: self.id, name });
-                    if let Phase::LoggingIn { asked, .. } = &mut self.phase {
-                        *asked = Some(PendingLogin {
-                            answer: Box::pin(answer),
-                            name: spelling,
-                        });
+                    if let Err(wait) = self.env.login_rate.attempt(self.peer) {
+                        self.reply(&Reply::TooManyLogins(wait), ctx);
+                    } else if self.env.accounts.is_some() {
+                        self.ask_accounts(name, AccountOp::Lookup);
+                        break;
+                    } else {
+                        self.ask_broker(name);
+                        break;
                     }
-                    break;
                 }
             }
             if matches!(self.phase, Phase::Closing(_)) {
@@ -56,10 +125,108 @@ impl Session {
         input.len() - rest.len()
     }
 
-    pub(super) fn on_login_answer(
+    fn set_login(&mut self, to: Login) {
+        if let Phase::LoggingIn { login, .. } = &mut self.phase {
+            *login = to;
+        }
+    }
+
+    /// Asks the accounts actor about `name` (a lookup, or its password).
+    fn ask_accounts(&mut self, name: LoginName, op: AccountOp) {
+        let Some(accounts) = &self.env.accounts else {
+            return self.ask_broker(name);
+        };
+        let lookup = matches!(op, AccountOp::Lookup);
+        let answer = Box::pin(accounts.send(AccountRequest {
+            from: self.peer,
+            name: name.spelling().to_string(),
+            op,
+        }));
+        let answer = if lookup {
+            Question::Lookup(answer)
+        } else {
+            Question::Password(answer)
+        };
+        self.set_login(Login::Asked(Asked { name, answer }));
+    }
+
+    /// Asks the broker for `name`.
+    fn ask_broker(&mut self, name: LoginName) {
+        let answer = self.env.broker.new_peer.send(NewPeer {
+            id: self.id,
+            name: name.clone(),
+        });
+        self.set_login(Login::Asked(Asked {
+            name,
+            answer: Question::Broker(Box::pin(answer)),
+        }));
+    }
+
+    /// Whether input waits for an answer (a login step, or an account
+    /// command after login).
+    pub(super) fn awaiting_answer(&self) -> bool {
+        match &self.phase {
+            Phase::LoggingIn { login, .. } => matches!(login, Login::Asked(_)),
+            Phase::Online { command, .. } => command.is_some(),
+            Phase::Closing(_) => false,
+        }
+    }
+
+    /// Polls the answer input waits for, if any: `Ready(true)` once one
+    /// has been acted on, `Ready(false)` if none is awaited.
+    pub(super) fn poll_answer(
+        &mut self,
+        ctx: &mut Context<Self>,
+        task_cx: &mut task::Context<'_>,
+    ) -> Poll<bool> {
+        match &mut self.phase {
+            Phase::LoggingIn { login, .. } => {
+                let Login::Asked(asked) = login else {
+                    return Poll::Ready(false);
+                };
+                let answer = ready!(asked.poll(task_cx));
+                let Login::Asked(Asked { name, .. }) = std::mem::replace(login, Login::Name) else {
+                    return Poll::Ready(false);
+                };
+                self.on_login_answer(answer, name, ctx);
+            }
+            Phase::Online { command, .. } => {
+                let Some(pending) = command else {
+                    return Poll::Ready(false);
+                };
+                let answer = ready!(pending.poll(task_cx));
+                let kind = pending.kind();
+                *command = None;
+                self.on_command_answer(kind, answer);
+            }
+            Phase::Closing(_) => return Poll::Ready(false),
+        }
+        Poll::Ready(true)
+    }
+
+    fn on_login_answer(&mut self, answer: Answer, name: LoginName, ctx: &mut Context<Self>) {
+        let unavailable = || Reply::AccountsUnavailable;
+        match answer {
+            Answer::Lookup(Ok(Ok(AccountAnswer::Registered))) => {
+                self.reply(&Reply::PasswordWanted(name.spelling()), ctx);
+                self.set_login(Login::Password(name));
+            }
+            Answer::Lookup(Ok(Ok(_))) | Answer::Password(Ok(Ok(_))) => self.ask_broker(name),
+            Answer::Password(Ok(Err(AccountError::WrongPassword))) => {
+                self.reply(&Reply::WrongPassword, ctx);
+            }
+            Answer::Password(Ok(Err(AccountError::TooManyFailures(wait)))) => {
+                self.reply(&Reply::TooManyWrongPasswords(wait), ctx);
+            }
+            Answer::Lookup(_) | Answer::Password(_) => self.reply(&unavailable(), ctx),
+            Answer::Broker(answer) => self.on_broker_answer(answer, name, ctx),
+        }
+    }
+
+    fn on_broker_answer(
         &mut self,
         answer: Result<Result<(), LoginError>, MailboxError>,
-        name: String,
+        name: LoginName,
         ctx: &mut Context<Self>,
     ) {
         match answer {
@@ -69,7 +236,8 @@ impl Session {
                 };
                 ctx.cancel_future(*timer);
                 self.phase = Phase::Online {
-                    name: Arc::from(name),
+                    name: name.spelling().clone(),
+                    command: None,
                 };
             }
             Ok(Err(LoginError::Taken(name))) => self.reply(&Reply::NameTaken(&name), ctx),
@@ -84,7 +252,7 @@ impl Session {
             Ok(Err(LoginError::Unavailable)) => self.reply(&Reply::NamesUnavailable, ctx),
             Ok(Err(LoginError::HeldByLostNode(within_secs))) => self.reply(
                 &Reply::NameHeldByLostNode {
-                    name: &name,
+                    name: name.spelling(),
                     within_secs,
                 },
                 ctx,
@@ -103,11 +271,12 @@ enum LoginStep {
     Reply(Reply<'static>),
     /// `/quit`.
     Quit,
-    /// Ask the broker for this name.
+    /// Ask for this name.
     Ask(LoginName),
 }
 
-/// Decides what a frame before login means.
+/// Decides what a frame before login means (the password line excepted:
+/// it is taken as it is).
 fn login_step(frame: Frame<'_>, max_line_bytes: usize) -> LoginStep {
     let line = match frame {
         Frame::Line(line) => line.trim(),
@@ -165,6 +334,11 @@ mod tests {
         assert_eq!(step(" /help me"), LoginStep::Reply(Reply::LoginHelp));
         assert_eq!(step("/who"), LoginStep::Reply(Reply::LogInFirst));
         assert_eq!(step("/nick bob"), LoginStep::Reply(Reply::LogInFirst));
+        // Account commands need a login, and their words are not echoed.
+        assert_eq!(
+            step("/register hunter2hunter2"),
+            LoginStep::Reply(Reply::LogInFirst)
+        );
     }
 
     #[test]

@@ -10,8 +10,11 @@
 //! - `input.rs`: reading with a credit in hand (`credits.rs`), taking turns
 //!   on the worker (`turn.rs`), draining at shutdown, the end of input;
 //!   what was read goes to
-//! - `login.rs`: the login exchange, or
+//! - `login.rs`: the login exchange (with a password for a registered
+//!   name), or
 //! - `chat.rs`: after login, turning a read into a `Route` for the broker;
+//! - `account.rs`: after login, the account commands (`/register` ...),
+//!   sent to the accounts actor, their answers routed through the broker;
 //! - `outbox.rs`: writing, the `Outbox` of unwritten bytes with its
 //!   backlog, the senders' credits it holds and the stall clock, and
 //!   closing.
@@ -48,6 +51,7 @@
 //! because the broker's mailbox is the one place where all of a connection's
 //! output is put in order.
 
+mod account;
 mod chat;
 mod credits;
 mod input;
@@ -56,7 +60,7 @@ mod outbox;
 mod turn;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{self, Poll};
@@ -66,13 +70,16 @@ use actix::prelude::*;
 use log::{debug, info};
 use tokio::net::TcpStream;
 
+use crate::accounts::LoginRate;
+use crate::messages::accounts::AccountRequest;
 use crate::messages::{
     BrokerLink, ConnId, Connect, Control, Deliver, Leave, LeaveReason, Name, RosterGauge,
     SessionLink,
 };
 use crate::protocol::Reply;
+use account::PendingCommand;
 use input::Input;
-use login::PendingLogin;
+use login::Login;
 use outbox::Outbox;
 
 pub use chat::DELIVERY_BUDGET;
@@ -105,6 +112,10 @@ pub struct SessionEnv {
     pub gauge: Arc<RosterGauge>,
     /// The limits.
     pub limits: SessionLimits,
+    /// The accounts actor; `None` when registration is off.
+    pub accounts: Option<Recipient<AccountRequest>>,
+    /// Login attempts per source address, shared by every session.
+    pub login_rate: Arc<LoginRate>,
 }
 
 /// Held by a session for as long as it lives; dropping it frees the
@@ -120,6 +131,9 @@ pub struct ConnectionSlot {
 /// The session actor. See the module documentation.
 pub struct Session {
     id: ConnId,
+    /// The client's address: login attempts and wrong passwords are
+    /// counted per address.
+    peer: IpAddr,
     stream: TcpStream,
     env: Arc<SessionEnv>,
     phase: Phase,
@@ -133,14 +147,15 @@ pub struct Session {
 
 /// Where a session is in its life.
 enum Phase {
-    /// Not logged in; the login timer runs. `asked` is a name the broker
-    /// is deciding on: input waits for its answer.
-    LoggingIn {
-        timer: SpawnHandle,
-        asked: Option<PendingLogin>,
+    /// Not logged in; the login timer runs (for the whole exchange, a
+    /// password included); `login` says which step it is at.
+    LoggingIn { timer: SpawnHandle, login: Login },
+    /// Logged in under `name`. `command` is an account command being
+    /// carried out: input waits for its answer.
+    Online {
+        name: Name,
+        command: Option<PendingCommand>,
     },
-    /// Logged in under `name`.
-    Online { name: Name },
     /// Input is over for good: the last output is written, then the
     /// connection is closed (see [`CloseStep`]).
     Closing(CloseStep),
@@ -182,10 +197,14 @@ impl Session {
             let timer = ctx.run_later(env.limits.login_timeout, Session::login_timed_out);
             Session {
                 id,
+                peer: peer.ip(),
                 stream,
                 input: Input::new(env.limits.max_line_bytes),
                 env,
-                phase: Phase::LoggingIn { timer, asked: None },
+                phase: Phase::LoggingIn {
+                    timer,
+                    login: Login::Name,
+                },
                 outbox: Outbox::default(),
                 membership: None,
                 _slot: slot,
