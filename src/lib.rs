@@ -26,12 +26,17 @@
 //!
 //! Putting it together:
 //! - [`server`]: binding, the accept loop, worker placement, the signals,
-//!   start and the ordered shutdown; [`server::run`] takes a bound listener
-//!   and a shutdown future;
+//!   start and the ordered shutdown; [`server::run`] takes bound listeners
+//!   (plain, TLS or both) and a shutdown future;
 //! - [`limits`]: fitting `--max-connections` to the descriptor limit;
 //! - [`sched`]: the broker thread's scheduling policy;
 //! - [`tcp`]: a connection's capped send buffer, and its unsent bytes
 //!   (with `sched`, the crate's two `unsafe` system calls);
+//! - [`transport`]: a session's socket, plain TCP or TLS, as one
+//!   [`transport::Stream`];
+//! - [`tls`]: loading the certificate and key, the TLS handshake;
+//! - [`sources`]: connections counted per source address
+//!   (`--max-connections-per-ip`);
 //! - [`cluster`]: cluster mode over NATS: the [`cluster::Cluster`] actor
 //!   (on an arbiter of its own) that carries lines and presence between
 //!   nodes, and the name service on JetStream;
@@ -53,7 +58,10 @@ pub mod protocol;
 pub mod sched;
 pub mod server;
 pub mod session;
+pub mod sources;
 pub mod tcp;
+pub mod tls;
+pub mod transport;
 
 pub use broker::Broker;
 pub use config::Config;

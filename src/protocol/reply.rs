@@ -87,6 +87,9 @@ pub enum Reply<'a> {
         /// `--max-connections`.
         max_connections: usize,
     },
+    /// `error: too many connections from your address`: over
+    /// `--max-connections-per-ip`.
+    TooManyFromAddress,
     /// `error: names cannot be checked right now (the cluster's name
     /// service is unavailable), try again in a moment`: a login in cluster
     /// mode that could not be decided.
@@ -160,6 +163,7 @@ impl Reply<'_> {
                 out,
                 format_args!("server full ({max_connections} connections), try again later"),
             ),
+            Reply::TooManyFromAddress => error(out, "too many connections from your address"),
             Reply::NamesUnavailable => error(
                 out,
                 "names cannot be checked right now (the cluster's name service is \
@@ -360,6 +364,7 @@ mod tests {
             Reply::ServerFull {
                 max_connections: 19936,
             },
+            Reply::TooManyFromAddress,
             Reply::NamesUnavailable,
             Reply::NameHeldByLostNode {
                 name: "alice",
