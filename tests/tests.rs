@@ -26,3 +26,5 @@ mod names;
 mod nats;
 mod netcat;
 mod shutdown;
+#[cfg(feature = "client")]
+mod tls;
