@@ -442,3 +442,23 @@ async fn plain_text_on_the_tls_port_is_not_served() {
     );
     server.shutdown().await;
 }
+
+/// Over a limit, a TLS connection is closed without a word (the line would
+/// take a handshake); its handshake fails.
+#[tokio::test]
+async fn a_tls_connection_past_the_limit_per_address_is_closed() {
+    let server = TlsServer::start(Config {
+        max_connections_per_ip: 1,
+        ..test_config()
+    });
+    let mut alice = TlsClient::connect(server.tls, &server.certs).await.unwrap();
+    alice.send("alice").await;
+    alice.expect_prefix("server: welcome alice ").await;
+    assert!(TlsClient::connect(server.tls, &server.certs).await.is_err());
+    // The plain listener counts the same connections.
+    let mut plain = Client::connect(server.plain).await;
+    plain
+        .expect("error: too many connections from your address")
+        .await;
+    server.shutdown().await;
+}
