@@ -153,3 +153,98 @@ impl AsyncWrite for Stream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::io::AsyncWriteExt;
+    use tokio_rustls::rustls::{ClientConfig, RootCertStore, ServerConfig};
+
+    /// A connected pair: a TLS client, and the server's side as a
+    /// [`Stream`], handshake done.
+    async fn tls_pair() -> (tokio_rustls::client::TlsStream<TcpStream>, Stream) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let key_der = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        let server = ServerConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], key_der)
+            .unwrap();
+        let mut roots = RootCertStore::empty();
+        roots.add(cert.der().clone()).unwrap();
+        let client = ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let connect = TcpStream::connect(listener.local_addr().unwrap());
+        let (tcp, accepted) = tokio::join!(connect, listener.accept());
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let (client, server) = tokio::join!(
+            tokio_rustls::TlsConnector::from(Arc::new(client)).connect(name, tcp.unwrap()),
+            tokio_rustls::TlsAcceptor::from(Arc::new(server)).accept(accepted.unwrap().0)
+        );
+        (client.unwrap(), Stream::Tls(Box::new(server.unwrap())))
+    }
+
+    /// `read_now` until it gives something other than `WouldBlock`
+    /// (bytes on loopback arrive at once, but not synchronously).
+    async fn read_now_when_ready(stream: &mut Stream, buf: &mut [u8]) -> io::Result<usize> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match stream.read_now(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    assert!(tokio::time::Instant::now() < deadline, "nothing arrived");
+                    tokio::task::yield_now().await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn the_tls_drain_reads_plaintext_then_would_block_then_the_end() {
+        let (mut client, mut server) = tls_pair().await;
+        assert!(server.is_tls());
+        client.write_all(b"alice\nbob: hi\n").await.unwrap();
+        client.flush().await.unwrap();
+        let mut buf = [0u8; 1024];
+        let mut got = Vec::new();
+        while got.len() < 14 {
+            let n = read_now_when_ready(&mut server, &mut buf).await.unwrap();
+            assert!(n > 0, "end of stream too early");
+            got.extend_from_slice(&buf[..n]);
+        }
+        // Plaintext, not records torn out of the TLS stream.
+        assert_eq!(got, b"alice\nbob: hi\n");
+        let nothing = server.read_now(&mut buf).unwrap_err();
+        assert_eq!(nothing.kind(), io::ErrorKind::WouldBlock);
+        // close_notify and FIN: the end of the stream.
+        client.shutdown().await.unwrap();
+        assert_eq!(read_now_when_ready(&mut server, &mut buf).await.unwrap(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_plain_drain_reads_the_socket() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut server = Stream::Plain(listener.accept().await.unwrap().0);
+        assert!(!server.is_tls());
+        client.write_all(b"alice\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = read_now_when_ready(&mut server, &mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"alice\n");
+        drop(client);
+        assert_eq!(read_now_when_ready(&mut server, &mut buf).await.unwrap(), 0);
+    }
+}

@@ -146,11 +146,12 @@ impl TlsClient {
     }
 
     pub(crate) async fn send(&mut self, line: &str) {
+        self.send_raw(format!("{line}\n").as_bytes()).await;
+    }
+
+    pub(crate) async fn send_raw(&mut self, bytes: &[u8]) {
         let stream = self.stream.get_mut();
-        stream
-            .write_all(format!("{line}\n").as_bytes())
-            .await
-            .unwrap();
+        stream.write_all(bytes).await.unwrap();
         stream.flush().await.unwrap();
     }
 
@@ -461,4 +462,29 @@ async fn a_tls_connection_past_the_limit_per_address_is_closed() {
         .expect("error: too many connections from your address")
         .await;
     server.shutdown().await;
+}
+
+/// At shutdown a TLS user is told goodbye over TLS, then closed. (Whether
+/// its input is still unread when the drain starts is up to timing:
+/// `transport`'s unit tests check the TLS drain itself.)
+#[tokio::test]
+async fn a_tls_user_is_told_goodbye_over_tls() {
+    let server = TlsServer::start(test_config());
+    let mut alice = TlsClient::connect(server.tls, &server.certs).await.unwrap();
+    alice.send("alice").await;
+    alice.expect_prefix("server: welcome alice ").await;
+    let mut bob = TestServer::client_for(server.plain, "bob").await;
+    bob.send("alice: one").await;
+    alice.expect_prefix("from bob: one").await;
+    alice.send("bob: two").await;
+    bob.expect("from alice: two").await;
+    let alice_reads = async {
+        alice.expect_prefix("server: shutting down").await;
+        assert_eq!(alice.next_line().await, None);
+    };
+    let bob_reads = async {
+        bob.expect("server: shutting down").await;
+        bob.expect_closed().await;
+    };
+    tokio::join!(server.shutdown(), alice_reads, bob_reads);
 }
