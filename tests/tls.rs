@@ -127,6 +127,11 @@ pub(crate) struct TlsClient {
 
 impl TlsClient {
     pub(crate) async fn connect(addr: SocketAddr, certs: &Certs) -> std::io::Result<TlsClient> {
+        TlsClient::connect_with(TcpStream::connect(addr).await?, certs).await
+    }
+
+    /// A TLS client on a socket the test connected itself.
+    pub(crate) async fn connect_with(tcp: TcpStream, certs: &Certs) -> std::io::Result<TlsClient> {
         let mut roots = RootCertStore::empty();
         roots.add(certs.ca_der.clone()).unwrap();
         let config = ClientConfig::builder_with_provider(achat::tls::provider())
@@ -134,7 +139,6 @@ impl TlsClient {
             .unwrap()
             .with_root_certificates(roots)
             .with_no_client_auth();
-        let tcp = TcpStream::connect(addr).await?;
         let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
         let connect = TlsConnector::from(Arc::new(config)).connect(name, tcp);
         let stream = tokio::time::timeout(WAIT, connect)
@@ -487,4 +491,54 @@ async fn a_tls_user_is_told_goodbye_over_tls() {
         bob.expect_closed().await;
     };
     tokio::join!(server.shutdown(), alice_reads, bob_reads);
+}
+
+/// Output to a TLS reader that fills its socket is all written, to the
+/// last line: a TLS write can return having only buffered its record in
+/// rustls, and the session flushes that when its outbox is empty.
+#[tokio::test]
+async fn a_burst_to_a_tls_reader_arrives_whole() {
+    let server = TlsServer::start(test_config());
+    // A small receive buffer: the burst fills the socket.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(8 * 1024).unwrap();
+    let tcp = socket.connect(server.tls).await.unwrap();
+    let mut alice = TlsClient::connect_with(tcp, &server.certs).await.unwrap();
+    alice.send("alice").await;
+    alice.expect_prefix("server: welcome alice ").await;
+    let mut bob = TestServer::client_for(server.plain, "bob").await;
+    // 300 KB: more than the sockets hold, less than half the outbox cap
+    // (past half, a reader that reads nothing for 500 ms is cut off).
+    let text = "x".repeat(1000);
+    let n = 300;
+    let burst: String = (0..n).map(|i| format!("alice: {i} {text}\n")).collect();
+    bob.send_raw(burst.as_bytes()).await;
+    // Everything is in alice's outbox or on its way before she reads.
+    bob.sync().await;
+    for i in 0..n {
+        alice.expect_prefix(&format!("from bob: {i} x")).await;
+    }
+    server.shutdown().await;
+}
+
+/// The time a handshake takes counts against the login timeout: a client
+/// that stalls 1.5 s before its ClientHello has what is left of 2 s.
+#[tokio::test]
+async fn the_handshake_uses_up_the_login_timeout() {
+    let login_timeout = Duration::from_secs(2);
+    let server = TlsServer::start(Config {
+        login_timeout,
+        ..test_config()
+    });
+    let started = Instant::now();
+    let tcp = TcpStream::connect(server.tls).await.unwrap();
+    // The stall itself, not a wait for the server.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut slow = TlsClient::connect_with(tcp, &server.certs).await.unwrap();
+    slow.expect_prefix("error: no login within 2s").await;
+    let took = started.elapsed();
+    // With a fresh 2 s after the handshake it would be 3.5 s.
+    assert!(took < Duration::from_millis(3000), "{took:?}");
+    assert!(took >= login_timeout, "{took:?}");
+    server.shutdown().await;
 }
