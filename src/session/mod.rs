@@ -1,6 +1,8 @@
-//! The session: one actor per TCP connection.
+//! The session: one actor per connection, plain TCP or TLS.
 //!
-//! A session owns its socket, both directions. It reads lines, handles the
+//! A session owns its socket, both directions, as a
+//! [`Stream`](crate::transport::Stream) (TLS connections are handshaken
+//! before their session starts). It reads lines, handles the
 //! login itself, and turns every later read into one
 //! [`Route`](crate::messages::Route) batch for the broker. It writes what
 //! the broker [`Deliver`]s.
