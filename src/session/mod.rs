@@ -1,7 +1,7 @@
 //! The session: one actor per connection, plain TCP or TLS.
 //!
 //! A session owns its socket, both directions, as a
-//! [`Stream`](crate::transport::Stream) (TLS connections are handshaken
+//! [`crate::transport::Stream`] (TLS connections are handshaken
 //! before their session starts). It reads lines, handles the
 //! login itself, and turns every later read into one
 //! [`Route`](crate::messages::Route) batch for the broker. It writes what
