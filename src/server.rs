@@ -1,9 +1,11 @@
-//! Starting and stopping a server: the accept loop, the placement of
-//! sessions on worker threads, and the shutdown sequence.
+//! Starting and stopping a server: its listeners, its threads, and the
+//! shutdown sequence. The accept loop itself, with the placement of
+//! sessions on worker threads and the refusals, is `server/accept.rs`.
 //!
-//! [`run`] takes an already-bound listener and a shutdown future, in the
-//! manner of mini-redis, so the binary passes the signals and tests pass a
-//! channel, and tests bind port 0. [`spawn`] runs a server on a thread of
+//! [`run`] takes already-bound [`Listeners`] (a plain one, a TLS one, or
+//! both; a plain `TcpListener` converts into them) and a shutdown future,
+//! in the manner of mini-redis, so the binary passes the signals and tests
+//! pass a channel, and tests bind port 0. [`spawn`] runs a server on a thread of
 //! its own and returns a [`ServerHandle`] to stop it.
 //!
 //! Threads: the broker runs alone on one arbiter (one thread, one event
