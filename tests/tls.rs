@@ -268,6 +268,12 @@ async fn the_client_refuses_a_certificate_it_does_not_trust() {
         "{err}"
     );
 
+    // Without --ca the system's roots do not know the test's CA: the
+    // message says what to do (whether the machine has roots or none).
+    let (code, _, err) = run_client(&["--tls", &addr], "alice\n").await;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("--ca FILE"), "{err}");
+
     // A CA file that is not one is a usage error, said in one line.
     let (code, _, err) = run_client(&["--tls", "--ca", &str(&server.certs.key()), &addr], "").await;
     assert_eq!(code, 2, "{err}");

@@ -25,6 +25,9 @@ use crate::error::ClientError;
 pub(crate) struct TlsSettings {
     connector: TlsConnector,
     server_name: ServerName<'static>,
+    /// Whether `--ca` was given (if not, an unknown issuer may be a
+    /// private CA the user has not named yet).
+    own_ca: bool,
 }
 
 impl TlsSettings {
@@ -54,6 +57,7 @@ impl TlsSettings {
         Ok(TlsSettings {
             connector: TlsConnector::from(Arc::new(config)),
             server_name,
+            own_ca: ca.is_some(),
         })
     }
 
@@ -64,9 +68,22 @@ impl TlsSettings {
         tcp: TcpStream,
     ) -> Result<TlsStream<TcpStream>, ClientError> {
         let handshake = self.connector.connect(self.server_name.clone(), tcp);
-        let tls_error = |source| ClientError::Handshake {
-            addr: addr.to_owned(),
-            source,
+        let tls_error = |source: std::io::Error| {
+            // rustls names the failure in its Display only; an untrusted
+            // chain shows as several kinds (UnknownIssuer, or a signature
+            // check against the wrong root), a wrong name as one.
+            let why = source.to_string();
+            let untrusted =
+                why.contains("invalid peer certificate") && !why.contains("not valid for name");
+            ClientError::Handshake {
+                addr: addr.to_owned(),
+                hint: if untrusted && !self.own_ca {
+                    " (a private CA or a self-signed certificate? trust it with --ca FILE)"
+                } else {
+                    ""
+                },
+                source,
+            }
         };
         tokio::time::timeout(CONNECT_TIMEOUT, handshake)
             .await
