@@ -4,6 +4,7 @@
 //! Two types, as in ripgrep: the library's API ([`crate::server::run`])
 //! takes a `Config`, which tests build directly without a command line.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -19,6 +20,9 @@ pub struct Config {
     pub workers: usize,
     /// Open connections allowed at once, logged in or not.
     pub max_connections: usize,
+    /// Open connections allowed at once from one source address (IPv4
+    /// address, IPv6 /64 prefix; see [`crate::sources`]); 0: no limit.
+    pub max_connections_per_ip: usize,
     /// Longest line accepted, in bytes, terminator excluded.
     pub max_line_bytes: usize,
     /// Cap on a connection's output not yet written to its socket; a peer
@@ -47,6 +51,7 @@ impl Default for Config {
         Config {
             workers: default_workers(),
             max_connections: 100_000,
+            max_connections_per_ip: crate::sources::DEFAULT_MAX_PER_SOURCE,
             max_line_bytes: 4096,
             max_outbox_bytes: 1 << 20,
             max_total_outbox_bytes: 512 << 20,
@@ -69,9 +74,21 @@ pub fn default_workers() -> usize {
 #[derive(Debug, Parser)]
 #[command(name = "achat-server", version, about, long_about = None)]
 pub struct ServerArgs {
-    /// Address to listen on (port 0 picks a free port).
+    /// Address to listen on for plain TCP (port 0 picks a free port; "off": TLS only).
     #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub bind: String,
+
+    /// Address to listen on for TLS (with --tls-cert and --tls-key).
+    #[arg(long, value_name = "ADDR")]
+    pub tls_bind: Option<String>,
+
+    /// The TLS certificate chain, PEM, the server's certificate first.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The TLS certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
 
     /// Worker threads for the sessions [default: number of CPUs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -80,6 +97,10 @@ pub struct ServerArgs {
     /// Open connections allowed at once (lowered to fit the file-descriptor limit).
     #[arg(long, default_value_t = 100_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
     pub max_connections: u64,
+
+    /// Open connections allowed at once from one source address (an IPv4 address, an IPv6 /64); 0: no limit.
+    #[arg(long, default_value_t = crate::sources::DEFAULT_MAX_PER_SOURCE as u64, value_name = "N")]
+    pub max_connections_per_ip: u64,
 
     /// Longest line accepted, in bytes, terminator excluded.
     #[arg(long, default_value_t = 4096, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=(16 << 20)))]
@@ -135,9 +156,39 @@ pub struct ServerArgs {
     pub login_rate: u32,
 }
 
+/// Where the server listens, as validated from the command line: the
+/// binary binds these and hands the listeners to [`crate::server::run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenConfig {
+    /// Plain TCP (`--bind`); `None` for `--bind off`.
+    pub plain: Option<String>,
+    /// TLS (`--tls-bind`, `--tls-cert`, `--tls-key`).
+    pub tls: Option<TlsListen>,
+}
+
+/// The TLS listener's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsListen {
+    /// Address to listen on.
+    pub bind: String,
+    /// PEM certificate chain.
+    pub cert: PathBuf,
+    /// PEM private key.
+    pub key: PathBuf,
+}
+
 /// Why a command line was refused after parsing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
+    /// Some of `--tls-bind`, `--tls-cert`, `--tls-key` given, not all.
+    #[error("--tls-bind, --tls-cert and --tls-key go together: {missing} is missing")]
+    TlsIncomplete {
+        /// The first flag missing.
+        missing: &'static str,
+    },
+    /// `--bind off` without TLS: nothing to listen on.
+    #[error("--bind off leaves nothing to listen on: give --tls-bind, --tls-cert and --tls-key")]
+    NoListener,
     /// The outbox cap is too small to hold even one relayed line.
     #[error(
         "--max-outbox-bytes ({outbox}) must be at least --max-line-bytes plus 128 ({needed}), or no line could ever be delivered"
@@ -169,6 +220,34 @@ pub enum ConfigError {
 }
 
 impl ServerArgs {
+    /// Where to listen, validated: TLS needs all three of its flags, and
+    /// `--bind off` needs TLS.
+    pub fn listen(&self) -> Result<ListenConfig, ConfigError> {
+        let tls = match (&self.tls_bind, &self.tls_cert, &self.tls_key) {
+            (None, None, None) => None,
+            (Some(bind), Some(cert), Some(key)) => Some(TlsListen {
+                bind: bind.clone(),
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            (bind, cert, _) => {
+                let missing = if bind.is_none() {
+                    "--tls-bind"
+                } else if cert.is_none() {
+                    "--tls-cert"
+                } else {
+                    "--tls-key"
+                };
+                return Err(ConfigError::TlsIncomplete { missing });
+            }
+        };
+        let plain = (self.bind != "off").then(|| self.bind.clone());
+        if plain.is_none() && tls.is_none() {
+            return Err(ConfigError::NoListener);
+        }
+        Ok(ListenConfig { plain, tls })
+    }
+
     /// The validated configuration.
     pub fn config(&self) -> Result<Config, ConfigError> {
         // Room for the longest line plus "from <32 characters>: " and the
@@ -220,6 +299,7 @@ impl ServerArgs {
             },
             workers: self.workers.map_or_else(default_workers, usize::from),
             max_connections: saturate(self.max_connections),
+            max_connections_per_ip: saturate(self.max_connections_per_ip),
             max_line_bytes: saturate(self.max_line_bytes),
             max_outbox_bytes: saturate(self.max_outbox_bytes),
             max_total_outbox_bytes: saturate(self.max_total_outbox_bytes),
@@ -301,6 +381,8 @@ mod tests {
             "3",
             "--max-connections",
             "10",
+            "--max-connections-per-ip",
+            "0",
             "--max-line-bytes",
             "100",
             "--max-outbox-bytes",
@@ -328,6 +410,7 @@ mod tests {
             Config {
                 workers: 3,
                 max_connections: 10,
+                max_connections_per_ip: 0,
                 max_line_bytes: 100,
                 max_outbox_bytes: 1000,
                 max_total_outbox_bytes: 5000,
@@ -367,6 +450,52 @@ mod tests {
         );
         let random = args(&["--cluster", "nats://x"]).unwrap().config().unwrap();
         assert_eq!(random.cluster.map(|c| c.node_id.len()), Some(8));
+    }
+
+    #[test]
+    fn tls_takes_all_three_flags_and_bind_off_needs_it() {
+        let listen = |line: &[&str]| args(line).unwrap().listen();
+        assert_eq!(
+            listen(&[]),
+            Ok(ListenConfig {
+                plain: Some("127.0.0.1:8080".into()),
+                tls: None
+            })
+        );
+        let tls = [
+            "--tls-bind",
+            "[::]:6697",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ];
+        let both = listen(&tls).unwrap();
+        assert_eq!(
+            both.tls,
+            Some(TlsListen {
+                bind: "[::]:6697".into(),
+                cert: "c.pem".into(),
+                key: "k.pem".into(),
+            })
+        );
+        let only_tls = listen(&[&tls[..], &["--bind", "off"]].concat()).unwrap();
+        assert_eq!(only_tls.plain, None);
+        assert_eq!(
+            listen(&tls[..4]),
+            Err(ConfigError::TlsIncomplete {
+                missing: "--tls-key"
+            })
+        );
+        assert_eq!(
+            listen(&tls[2..]),
+            Err(ConfigError::TlsIncomplete {
+                missing: "--tls-bind"
+            })
+        );
+        assert_eq!(listen(&["--bind", "off"]), Err(ConfigError::NoListener));
+        let message = listen(&tls[..2]).unwrap_err().to_string();
+        assert!(message.contains("--tls-cert is missing"), "{message}");
     }
 
     #[test]

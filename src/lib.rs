@@ -26,8 +26,8 @@
 //!
 //! Putting it together:
 //! - [`server`]: binding, the accept loop, worker placement, the signals,
-//!   start and the ordered shutdown; [`server::run`] takes a bound listener
-//!   and a shutdown future;
+//!   start and the ordered shutdown; [`server::run`] takes bound listeners
+//!   (plain, TLS or both) and a shutdown future;
 //! - [`limits`]: fitting `--max-connections` to the descriptor limit;
 //! - [`sched`]: the broker thread's scheduling policy;
 //! - [`tcp`]: a connection's capped send buffer, and its unsent bytes
@@ -36,6 +36,11 @@
 //!   (on an arbiter of its own) that checks passwords on the blocking
 //!   pool and keeps registrations in SQLite, the guessing back-off and
 //!   the login rate per address;
+//! - [`transport`]: a session's socket, plain TCP or TLS, as one
+//!   [`transport::Stream`];
+//! - [`tls`]: loading the certificate and key, the TLS handshake;
+//! - [`sources`]: connections counted per source address
+//!   (`--max-connections-per-ip`);
 //! - [`cluster`]: cluster mode over NATS: the [`cluster::Cluster`] actor
 //!   (on an arbiter of its own) that carries lines and presence between
 //!   nodes, and the name service on JetStream;
@@ -58,7 +63,10 @@ pub mod protocol;
 pub mod sched;
 pub mod server;
 pub mod session;
+pub mod sources;
 pub mod tcp;
+pub mod tls;
+pub mod transport;
 
 pub use broker::Broker;
 pub use config::Config;

@@ -1,9 +1,11 @@
-//! Starting and stopping a server: the accept loop, the placement of
-//! sessions on worker threads, and the shutdown sequence.
+//! Starting and stopping a server: its listeners, its threads, and the
+//! shutdown sequence. The accept loop itself, with the placement of
+//! sessions on worker threads and the refusals, is `server/accept.rs`.
 //!
-//! [`run`] takes an already-bound listener and a shutdown future, in the
-//! manner of mini-redis, so the binary passes the signals and tests pass a
-//! channel, and tests bind port 0. [`spawn`] runs a server on a thread of
+//! [`run`] takes already-bound [`Listeners`] (a plain one, a TLS one, or
+//! both; a plain `TcpListener` converts into them) and a shutdown future,
+//! in the manner of mini-redis, so the binary passes the signals and tests
+//! pass a channel, and tests bind port 0. [`spawn`] runs a server on a thread of
 //! its own and returns a [`ServerHandle`] to stop it.
 //!
 //! Threads: the broker runs alone on one arbiter (one thread, one event
@@ -23,37 +25,29 @@
 //! 4. once every session is gone (each holds a clone of an mpsc sender;
 //!    all dropped means all gone) or the grace is up, the arbiters stop.
 
+mod accept;
+
 use std::future::Future;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix::prelude::*;
 use log::{error, info, warn};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio_rustls::TlsAcceptor;
 
 use crate::accounts::LoginRate;
 use crate::broker::{Broker, OutboxLimits};
 use crate::cluster::{Cluster, ClusterStop};
 use crate::config::Config;
-use crate::messages::{BrokerLink, ConnId, RosterGauge, Shutdown};
-use crate::protocol::Reply;
-use crate::session::{ConnectionSlot, Session, SessionEnv, SessionLimits};
-
-/// How long to wait before accepting again after an accept error (for
-/// example EMFILE: out of descriptors), so the loop does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
-
-/// At most this many refused connections (server full, or shutting down)
-/// are being told why at once; past that they are closed without a word.
-const MAX_REFUSALS_IN_FLIGHT: u32 = 64;
-
-/// How long telling a refused connection why may take.
-const REFUSAL_TIMEOUT: Duration = Duration::from_secs(1);
+use crate::messages::{BrokerLink, RosterGauge, Shutdown};
+use crate::session::{SessionEnv, SessionLimits};
+use crate::sources::SourceCounts;
+use accept::{Acceptor, Listening, MAX_REFUSALS_IN_FLIGHT};
 
 /// Length of the listen queue asked for (the kernel caps it at
 /// `net.core.somaxconn`): room for bursts of connections.
@@ -81,14 +75,57 @@ fn bind_one(addr: SocketAddr) -> io::Result<StdTcpListener> {
     Ok(socket.into())
 }
 
-/// Runs a server on `listener` until `shutdown` completes, then shuts it
-/// down gracefully and returns.
+/// The bound listeners a server takes connections from: plain TCP, TLS,
+/// or both. A plain listener alone converts into one (`From`).
+pub struct Listeners {
+    /// Plain TCP (`--bind`), unless `--bind off`.
+    pub plain: Option<StdTcpListener>,
+    /// TLS (`--tls-bind`), with the acceptor holding the certificate
+    /// ([`crate::tls::load_acceptor`]).
+    pub tls: Option<(StdTcpListener, TlsAcceptor)>,
+}
+
+impl From<StdTcpListener> for Listeners {
+    fn from(plain: StdTcpListener) -> Self {
+        Listeners {
+            plain: Some(plain),
+            tls: None,
+        }
+    }
+}
+
+impl Listeners {
+    /// The plain listener's address and the TLS listener's.
+    pub fn local_addrs(&self) -> io::Result<(Option<SocketAddr>, Option<SocketAddr>)> {
+        let plain = self.plain.as_ref().map(StdTcpListener::local_addr);
+        let tls = self.tls.as_ref().map(|(l, _)| l.local_addr());
+        Ok((plain.transpose()?, tls.transpose()?))
+    }
+
+    /// Registers the listeners with the current runtime.
+    fn register(self) -> io::Result<Listening> {
+        let register = |listener: StdTcpListener| {
+            listener.set_nonblocking(true)?;
+            TcpListener::from_std(listener)
+        };
+        Ok(Listening {
+            plain: self.plain.map(register).transpose()?,
+            tls: match self.tls {
+                Some((listener, acceptor)) => Some((register(listener)?, acceptor)),
+                None => None,
+            },
+        })
+    }
+}
+
+/// Runs a server on `listeners` (one plain listener will do) until
+/// `shutdown` completes, then shuts it down gracefully and returns.
 ///
 /// Must be called inside a running actix `System` (the binary uses
 /// `System::new().block_on(...)`; see [`spawn`] for a server on its own
 /// thread).
 pub async fn run(
-    listener: StdTcpListener,
+    listeners: impl Into<Listeners>,
     config: Config,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
@@ -97,8 +134,15 @@ pub async fn run(
             "achat::server::run needs a running actix System",
         ));
     }
-    listener.set_nonblocking(true)?;
-    let listener = TcpListener::from_std(listener)?;
+    let listeners: Listeners = listeners.into();
+    let (plain_addr, tls_addr) = listeners.local_addrs()?;
+    if plain_addr.is_none() && tls_addr.is_none() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no listener: neither plain TCP nor TLS",
+        ));
+    }
+    let listening = listeners.register()?;
 
     let broker_arbiter = Arbiter::try_new()?;
     let broker_sched = config.broker_sched;
@@ -158,23 +202,32 @@ pub async fn run(
         accounts: accounts.as_ref().map(|(_, addr)| addr.clone().recipient()),
         login_rate: Arc::new(LoginRate::new(config.login_rate)),
     });
+    let on = [
+        plain_addr.map(|a| a.to_string()),
+        tls_addr.map(|a| format!("{a} (TLS)")),
+    ];
     info!(
-        "serving on {} with {} workers, at most {} connections",
-        listener.local_addr()?,
+        "serving on {} with {} workers, at most {} connections ({} per address)",
+        on.into_iter().flatten().collect::<Vec<_>>().join(" and "),
         workers.len(),
-        config.max_connections
+        config.max_connections,
+        match config.max_connections_per_ip {
+            0 => "unlimited".to_owned(),
+            n => n.to_string(),
+        }
     );
 
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT as usize));
     let acceptor = Acceptor {
         slots: Arc::new(Semaphore::new(config.max_connections)),
         max_connections: config.max_connections,
+        sources: SourceCounts::new(config.max_connections_per_ip),
         refusals: refusals.clone(),
         alive: mpsc::channel(1),
         session_env,
         next_id: 0,
     };
-    let (alive, mut all_gone) = acceptor.accept_until(listener, &workers, shutdown).await;
+    let (alive, mut all_gone) = acceptor.accept_until(listening, &workers, shutdown).await;
 
     // Shutdown. The listener is closed: nothing new comes in.
     let started = Instant::now();
@@ -225,153 +278,6 @@ pub async fn run(
     Ok(())
 }
 
-/// The accept loop's state.
-struct Acceptor {
-    /// One permit per connection allowed (`--max-connections`).
-    slots: Arc<Semaphore>,
-    max_connections: usize,
-    /// Bounds the connections being refused at once.
-    refusals: Arc<Semaphore>,
-    /// Every session holds a clone of the sender; the server waits for the
-    /// receiver to see all of them dropped.
-    alive: (mpsc::Sender<()>, mpsc::Receiver<()>),
-    session_env: Arc<SessionEnv>,
-    next_id: ConnId,
-}
-
-impl Acceptor {
-    /// Accepts connections until `shutdown` completes; returns the "alive"
-    /// channel to wait on.
-    async fn accept_until(
-        mut self,
-        listener: TcpListener,
-        workers: &[Arbiter],
-        shutdown: impl Future<Output = ()>,
-    ) -> (mpsc::Sender<()>, mpsc::Receiver<()>) {
-        tokio::pin!(shutdown);
-        loop {
-            let accepted = tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                accepted = listener.accept() => accepted,
-            };
-            match accepted {
-                Ok((stream, peer)) => self.place(stream, peer, workers),
-                Err(e) => {
-                    // Typically EMFILE/ENFILE (out of descriptors) or
-                    // ECONNABORTED: never fatal, the connections we have
-                    // go on; wait a little for descriptors to free up.
-                    warn!("accept failed: {e}; retrying in {ACCEPT_BACKOFF:?}");
-                    tokio::select! {
-                        biased;
-                        () = &mut shutdown => break,
-                        () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
-                    }
-                }
-            }
-        }
-        self.turn_away_queued(listener);
-        self.alive
-    }
-
-    /// Connections that completed their handshake before the shutdown but
-    /// were not accepted yet would be reset when the listener closes; they
-    /// are told instead.
-    fn turn_away_queued(&self, listener: TcpListener) {
-        let Ok(listener) = listener.into_std() else {
-            return;
-        };
-        // Real accept calls, not tokio's cached readiness: whatever is
-        // queued now is found.
-        while let Ok((stream, peer)) = listener.accept() {
-            let registered = stream
-                .set_nonblocking(true)
-                .and_then(|()| TcpStream::from_std(stream));
-            if let Ok(stream) = registered {
-                self.turn_away(stream, peer, Refusal::ShuttingDown);
-            }
-        }
-    }
-
-    /// Starts a session for `stream` on the next worker, or refuses it.
-    fn place(&mut self, stream: TcpStream, peer: SocketAddr, workers: &[Arbiter]) {
-        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-            self.turn_away(stream, peer, Refusal::Full);
-            return;
-        };
-        let stream = match stream.into_std() {
-            Ok(stream) => stream,
-            Err(e) => {
-                warn!("could not take over the connection from {peer}: {e}");
-                return;
-            }
-        };
-        self.next_id += 1;
-        let id = self.next_id;
-        let slot = ConnectionSlot {
-            slot,
-            alive: self.alive.0.clone(),
-        };
-        let env = self.session_env.clone();
-        let worker = &workers[(id as usize) % workers.len()];
-        let placed = worker.spawn_fn(move || {
-            if let Err(e) = Session::start(stream, peer, id, env, slot) {
-                warn!("conn {id}: could not start a session: {e}");
-            }
-        });
-        if !placed {
-            error!("conn {id}: worker arbiter is gone; connection dropped");
-        }
-    }
-
-    /// Tells a connection why it is closed, and closes it.
-    fn turn_away(&self, stream: TcpStream, peer: SocketAddr, why: Refusal) {
-        let Ok(refusal) = self.refusals.clone().try_acquire_owned() else {
-            return;
-        };
-        let line = match why {
-            Refusal::Full => {
-                warn!(
-                    "refused {peer}: server full ({} connections)",
-                    self.max_connections
-                );
-                Reply::ServerFull {
-                    max_connections: self.max_connections,
-                }
-            }
-            Refusal::ShuttingDown => Reply::ShuttingDown,
-        }
-        .to_bytes();
-        actix::spawn(async move {
-            let _refusal = refusal;
-            let mut stream = stream;
-            // Bounded, so a client that neither reads nor closes holds a
-            // refusal slot for a second at most. (Not `try_write`: tokio
-            // answers WouldBlock without trying until the reactor has seen
-            // the new socket writable.)
-            let _ = tokio::time::timeout(REFUSAL_TIMEOUT, async {
-                stream.write_all(&line).await?;
-                stream.shutdown().await?;
-                // Wait for the client to close: closing with its input
-                // unread would reset the connection and could lose the
-                // line above.
-                let mut sink = [0u8; 1024];
-                while stream.read(&mut sink).await? > 0 {}
-                Ok::<_, io::Error>(())
-            })
-            .await;
-        });
-    }
-}
-
-/// Why a connection is turned away.
-enum Refusal {
-    /// Over `--max-connections`.
-    Full,
-    /// Arrived as the server was stopping.
-    ShuttingDown,
-}
-
 /// SIGINT (Ctrl-C) and SIGTERM, caught from the moment this value is
 /// made. The binary makes it before it prints `listening on ADDR`, so a
 /// script or supervisor that signals as soon as it reads that line gets
@@ -406,14 +312,22 @@ impl ShutdownSignals {
 #[derive(Debug)]
 pub struct ServerHandle {
     local_addr: SocketAddr,
+    tls_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     done: Option<oneshot::Receiver<io::Result<()>>>,
 }
 
-/// Starts a server on `listener` on a new thread with an actix `System` of
-/// its own; for tests and for embedding.
-pub fn spawn(listener: StdTcpListener, config: Config) -> io::Result<ServerHandle> {
-    let local_addr = listener.local_addr()?;
+/// Starts a server on `listeners` (one plain listener will do) on a new
+/// thread with an actix `System` of its own; for tests and for embedding.
+pub fn spawn(listeners: impl Into<Listeners>, config: Config) -> io::Result<ServerHandle> {
+    let listener: Listeners = listeners.into();
+    let (plain_addr, tls_addr) = listener.local_addrs()?;
+    let Some(local_addr) = plain_addr.or(tls_addr) else {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "no listener: neither plain TCP nor TLS",
+        ));
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     let (done_tx, done) = oneshot::channel();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -431,15 +345,22 @@ pub fn spawn(listener: StdTcpListener, config: Config) -> io::Result<ServerHandl
         })?;
     Ok(ServerHandle {
         local_addr,
+        tls_addr,
         stop: Some(stop),
         done: Some(done),
     })
 }
 
 impl ServerHandle {
-    /// The address the server listens on.
+    /// The address the server listens on: the plain listener's, or
+    /// without one the TLS listener's.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address of the TLS listener, if there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// Shuts the server down gracefully and waits until it has finished.

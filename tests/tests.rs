@@ -27,4 +27,7 @@ mod login;
 mod names;
 mod nats;
 mod netcat;
+mod per_ip;
 mod shutdown;
+#[cfg(feature = "client")]
+mod tls;

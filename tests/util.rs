@@ -23,12 +23,14 @@ pub struct TestServer {
 }
 
 /// The configuration tests start from: two workers, no limit on the
-/// login rate (tests log many clients in from 127.0.0.1 at once),
-/// defaults otherwise (registration off: no accounts file is made).
+/// login rate nor per source address (tests open hundreds of connections
+/// from 127.0.0.1 and log them in at once), defaults otherwise
+/// (registration off: no accounts file is made).
 pub fn test_config() -> Config {
     Config {
         workers: 2,
         login_rate: achat::accounts::RatePolicy::UNLIMITED,
+        max_connections_per_ip: 0,
         ..Config::default()
     }
 }
@@ -296,7 +298,10 @@ impl ClientWriter {
 /// collected (see [`Binary::stderr`]).
 pub struct Binary {
     child: tokio::process::Child,
+    /// The plain listener's address (the TLS one's under `--bind off`).
     pub addr: SocketAddr,
+    /// The TLS listener's address, given `--tls-bind`.
+    pub tls_addr: Option<SocketAddr>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
     logged: std::sync::Arc<tokio::sync::Notify>,
     /// Collects standard error; ends when the server has closed it.
@@ -304,7 +309,8 @@ pub struct Binary {
 }
 
 impl Binary {
-    /// `achat-server --bind 127.0.0.1:0 <args>`.
+    /// `achat-server --bind 127.0.0.1:0 --max-connections-per-ip 0 <args>`
+    /// (either default left out when `args` has the flag).
     pub async fn start(args: &[&str]) -> Binary {
         Binary::start_under(&[], args).await
     }
@@ -335,8 +341,14 @@ impl Binary {
             }
             None => tokio::process::Command::new(server),
         };
+        let has = |flag: &str| args.contains(&flag);
+        if !has("--bind") {
+            command.args(["--bind", "127.0.0.1:0"]);
+        }
+        if !has("--max-connections-per-ip") {
+            command.args(["--max-connections-per-ip", "0"]);
+        }
         let mut child = command
-            .args(["--bind", "127.0.0.1:0"])
             .args(defaults)
             .args(args)
             .env("RUST_LOG", level)
@@ -360,20 +372,34 @@ impl Binary {
                 notify.notify_waiters();
             }
         });
-        let mut first = String::new();
-        tokio::time::timeout(WAIT, BufReader::new(stdout).read_line(&mut first))
-            .await
-            .expect("no 'listening on' line in time")
-            .expect("read stdout");
-        let addr = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .parse()
-            .expect("an address");
+        let mut stdout = BufReader::new(stdout);
+        let mut listening = async |prefix: &str| {
+            let mut line = String::new();
+            tokio::time::timeout(WAIT, stdout.read_line(&mut line))
+                .await
+                .expect("no 'listening on' line in time")
+                .expect("read stdout");
+            line.trim()
+                .strip_prefix(prefix)
+                .unwrap_or_else(|| panic!("expected {prefix:?}..., got {line:?}"))
+                .parse::<SocketAddr>()
+                .expect("an address")
+        };
+        let plain = if args.windows(2).any(|w| w == ["--bind", "off"]) {
+            None
+        } else {
+            Some(listening("listening on ").await)
+        };
+        let tls_addr = if has("--tls-bind") {
+            Some(listening("listening (TLS) on ").await)
+        } else {
+            None
+        };
+        let addr = plain.or(tls_addr).expect("a listener");
         Binary {
             child,
             addr,
+            tls_addr,
             stderr,
             logged,
             collector,

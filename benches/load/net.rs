@@ -1,9 +1,11 @@
 //! Opening client connections: the server's address (or the addresses of
 //! a cluster's nodes, client i on the (i mod n)-th, so that neighbours in
 //! a ring are on different nodes), the source addresses the client side is
-//! spread over (127.0.0.2, 127.0.0.3, ... so that tens of thousands of
-//! connections do not exhaust one address's ephemeral ports), and the
-//! file-descriptor limit.
+//! spread over (127.0.0.2, 127.0.0.3, ..., 127.0.1.0, ... so that tens of
+//! thousands of connections do not exhaust one address's ephemeral ports,
+//! and no address holds more than the server's `--max-connections-per-ip`
+//! allows), and the file-descriptor limit. Against an IPv6 address the
+//! clients share `::1`: run the server with `--max-connections-per-ip 0`.
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -22,8 +24,8 @@ pub(crate) struct Net {
 impl Net {
     /// Clients of `addrs` (client i of the (i mod n)-th), bound
     /// round-robin to `sources` source addresses 127.0.0.2, 127.0.0.3, ...
-    /// (0: let the kernel choose).
-    pub(crate) fn new(addrs: Vec<SocketAddr>, sources: u8) -> anyhow::Result<Self> {
+    /// counting on into 127.0.1.0 and beyond (0: let the kernel choose).
+    pub(crate) fn new(addrs: Vec<SocketAddr>, sources: u16) -> anyhow::Result<Self> {
         if addrs.is_empty() {
             bail!("no server address");
         }
@@ -31,8 +33,10 @@ impl Net {
             bail!("{addr} is not a loopback address: load only ever goes to 127.0.0.0/8 or ::1");
         }
         let sources = if sources > 0 && addrs.iter().all(SocketAddr::is_ipv4) {
-            (0..sources.min(250))
-                .map(|k| IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + k)))
+            // All in 127.0.0.0/16, clear of 127.0.0.1.
+            let first = u32::from(Ipv4Addr::new(127, 0, 0, 2));
+            (0..u32::from(sources.min(u16::MAX - 2)))
+                .map(|k| IpAddr::V4(Ipv4Addr::from(first + k)))
                 .collect()
         } else {
             Vec::new()

@@ -40,19 +40,44 @@ fn main() -> ExitCode {
         Err(e) => warn!("cannot read or raise the file-descriptor limit: {e}"),
     }
 
-    let listener = match achat::server::bind(&args.bind) {
-        Ok(listener) => listener,
-        Err(e) => {
-            eprintln!("achat-server: cannot listen on {}: {e}", args.bind);
-            return ExitCode::FAILURE;
-        }
-    };
-    let local_addr = match listener.local_addr() {
-        Ok(addr) => addr,
+    let listen = match args.listen() {
+        Ok(listen) => listen,
         Err(e) => {
             eprintln!("achat-server: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(2);
         }
+    };
+    // The certificate first: a wrong one stops the server before it
+    // listens at all.
+    let tls = match &listen.tls {
+        Some(tls) => match achat::tls::load_acceptor(&tls.cert, &tls.key) {
+            Ok(acceptor) => Some((tls.bind.as_str(), acceptor)),
+            Err(e) => {
+                eprintln!("achat-server: TLS: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+        None => None,
+    };
+    let bind = |addr: &str| {
+        achat::server::bind(addr)
+            .and_then(|listener| Ok((listener.local_addr()?, listener)))
+            .map_err(|e| eprintln!("achat-server: cannot listen on {addr}: {e}"))
+    };
+    let Ok(plain) = listen.plain.as_deref().map(bind).transpose() else {
+        return ExitCode::FAILURE;
+    };
+    let Ok(tls) = tls
+        .map(|(addr, acceptor)| bind(addr).map(|bound| (bound, acceptor)))
+        .transpose()
+    else {
+        return ExitCode::FAILURE;
+    };
+    let plain_addr = plain.as_ref().map(|(addr, _)| *addr);
+    let tls_addr = tls.as_ref().map(|((addr, _), _)| *addr);
+    let listeners = achat::server::Listeners {
+        plain: plain.map(|(_, listener)| listener),
+        tls: tls.map(|((_, listener), acceptor)| (listener, acceptor)),
     };
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -71,10 +96,16 @@ fn main() -> ExitCode {
         // sent the moment the line is read finds them in place.
         let signals = ShutdownSignals::install()
             .map_err(|e| std::io::Error::other(format!("cannot catch SIGINT/SIGTERM: {e}")))?;
-        // The one line on standard output: scripts read the port here.
-        println!("listening on {local_addr}");
+        // The only lines on standard output: scripts read the ports here,
+        // the plain one first (scripts that read one line get it).
+        if let Some(addr) = plain_addr {
+            println!("listening on {addr}");
+        }
+        if let Some(addr) = tls_addr {
+            println!("listening (TLS) on {addr}");
+        }
         let _ = std::io::stdout().flush();
-        achat::server::run(listener, config, signals.recv()).await
+        achat::server::run(listeners, config, signals.recv()).await
     });
     match served {
         Ok(()) => ExitCode::SUCCESS,

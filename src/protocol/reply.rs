@@ -98,6 +98,9 @@ pub enum Reply<'a> {
         /// `--max-connections`.
         max_connections: usize,
     },
+    /// `error: too many connections from your address`: over
+    /// `--max-connections-per-ip`.
+    TooManyFromAddress,
     /// `error: names cannot be checked right now (the cluster's name
     /// service is unavailable), try again in a moment`: a login in cluster
     /// mode that could not be decided.
@@ -208,6 +211,7 @@ impl Reply<'_> {
                 out,
                 format_args!("server full ({max_connections} connections), try again later"),
             ),
+            Reply::TooManyFromAddress => error(out, "too many connections from your address"),
             Reply::NamesUnavailable => error(
                 out,
                 "names cannot be checked right now (the cluster's name service is \

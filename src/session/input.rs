@@ -3,7 +3,7 @@
 //! the broker (`chat.rs`), the shutdown's drain, and the end of input.
 
 use std::cell::RefCell;
-use std::io::{self, Read};
+use std::io;
 use std::pin::Pin;
 use std::task::{self, Poll, ready};
 
@@ -238,7 +238,7 @@ impl Session {
                     return Ok(());
                 }
                 let want = budget.min(buffer.len());
-                let read = (&*socket2::SockRef::from(&self.stream)).read(&mut buffer[..want]);
+                let read = self.stream.read_now(&mut buffer[..want]);
                 match read {
                     Ok(0) => self.input.end(InputEnd::Eof),
                     Ok(n) => {

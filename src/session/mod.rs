@@ -1,6 +1,8 @@
-//! The session: one actor per TCP connection.
+//! The session: one actor per connection, plain TCP or TLS.
 //!
-//! A session owns its socket, both directions. It reads lines, handles the
+//! A session owns its socket, both directions, as a
+//! [`crate::transport::Stream`] (TLS connections are handshaken
+//! before their session starts). It reads lines, handles the
 //! login itself, and turns every later read into one
 //! [`Route`](crate::messages::Route) batch for the broker. It writes what
 //! the broker [`Deliver`]s.
@@ -59,7 +61,6 @@ mod login;
 mod outbox;
 mod turn;
 
-use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -68,7 +69,6 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use log::{debug, info};
-use tokio::net::TcpStream;
 
 use crate::accounts::LoginRate;
 use crate::messages::accounts::AccountRequest;
@@ -77,6 +77,7 @@ use crate::messages::{
     SessionLink,
 };
 use crate::protocol::Reply;
+use crate::transport::Stream;
 use account::PendingCommand;
 use input::Input;
 use login::Login;
@@ -118,14 +119,18 @@ pub struct SessionEnv {
     pub login_rate: Arc<LoginRate>,
 }
 
-/// Held by a session for as long as it lives; dropping it frees the
-/// connection's slot under `--max-connections` and tells the server one
-/// session fewer is alive (the server waits for all of them at shutdown).
+/// Held by a session for as long as it lives (and by a TLS connection
+/// during its handshake); dropping it frees the connection's slot under
+/// `--max-connections` and its count under `--max-connections-per-ip`, and
+/// tells the server one session fewer is alive (the server waits for all
+/// of them at shutdown).
 pub struct ConnectionSlot {
     /// The slot under `--max-connections`.
     pub slot: tokio::sync::OwnedSemaphorePermit,
     /// A clone of the server's "sessions alive" sender.
     pub alive: tokio::sync::mpsc::Sender<()>,
+    /// The count under `--max-connections-per-ip`.
+    pub source: crate::sources::SourceGuard,
 }
 
 /// The session actor. See the module documentation.
@@ -134,7 +139,7 @@ pub struct Session {
     /// The client's address: login attempts and wrong passwords are
     /// counted per address.
     peer: IpAddr,
-    stream: TcpStream,
+    stream: Stream,
     env: Arc<SessionEnv>,
     phase: Phase,
     input: Input,
@@ -176,25 +181,22 @@ enum CloseStep {
 struct Membership;
 
 impl Session {
-    /// Starts a session for an accepted connection, on the current arbiter.
-    ///
-    /// The socket arrives as a `std` stream because a tokio socket stays
-    /// tied to the runtime that registered it: it is registered here, on
-    /// the worker that will own it.
+    /// Starts a session for a connection, on the current arbiter (the one
+    /// its socket was registered with, see [`crate::transport::adopt`]).
+    /// `login_time` is what is left of the login timeout (a TLS handshake
+    /// has used some of it).
     pub fn start(
-        stream: std::net::TcpStream,
+        stream: Stream,
         peer: SocketAddr,
         id: ConnId,
         env: Arc<SessionEnv>,
         slot: ConnectionSlot,
-    ) -> io::Result<Addr<Session>> {
-        let stream = TcpStream::from_std(stream)?;
-        // Output is batched already; Nagle would only add latency.
-        stream.set_nodelay(true)?;
-        crate::tcp::cap_send_buffer(&stream)?;
-        info!("conn {id}: connected from {peer}");
-        Ok(Session::create(move |ctx| {
-            let timer = ctx.run_later(env.limits.login_timeout, Session::login_timed_out);
+        login_time: Duration,
+    ) -> Addr<Session> {
+        let tls = if stream.is_tls() { " (TLS)" } else { "" };
+        info!("conn {id}: connected from {peer}{tls}");
+        Session::create(move |ctx| {
+            let timer = ctx.run_later(login_time, Session::login_timed_out);
             Session {
                 id,
                 peer: peer.ip(),
@@ -209,7 +211,7 @@ impl Session {
                 membership: None,
                 _slot: slot,
             }
-        }))
+        })
     }
 
     /// Tells the broker this connection is ending, the first time only.
@@ -237,7 +239,7 @@ impl Session {
     /// held for a client that was not reading (a plain close would leave it
     /// queued behind a closed window until TCP gives up, minutes later).
     fn cut_off(&mut self, ctx: &mut Context<Self>) {
-        let _ = socket2::SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+        let _ = socket2::SockRef::from(self.stream.tcp()).set_linger(Some(Duration::ZERO));
         ctx.stop();
     }
 
@@ -306,7 +308,7 @@ impl Handler<Control> for Session {
             Control::Close => self.begin_close(ctx),
             Control::Drain(guard) => {
                 if !matches!(self.phase, Phase::Closing(_)) {
-                    self.input.drain(guard, &self.stream);
+                    self.input.drain(guard, self.stream.tcp());
                 }
             }
             Control::Goodbye => {

@@ -182,6 +182,13 @@ impl Session {
                 }
             }
         }
+        // A TLS write may return having only buffered the bytes in rustls;
+        // they go out here (a no-op for plain TCP).
+        if let Err(e) = ready!(Pin::new(&mut self.stream).poll_flush(task_cx)) {
+            debug!("conn {}: write error: {e}", self.id);
+            ctx.stop();
+            return Poll::Ready(());
+        }
         // All written: drop the queue's buffer, an idle connection holds none.
         self.outbox.chunks = VecDeque::new();
         self.outbox.written = 0;
@@ -298,7 +305,7 @@ impl Session {
     /// Where the kernel cannot say (not Linux), none, so that only writes
     /// count as progress there.
     fn acknowledged(&self) -> u64 {
-        match crate::tcp::unsent_bytes(&self.stream) {
+        match crate::tcp::unsent_bytes(self.stream.tcp()) {
             Ok(unsent) => self.outbox.written_total.saturating_sub(unsent as u64),
             Err(_) => 0,
         }

@@ -131,21 +131,54 @@ impl Scenario {
     }
 
     /// Source addresses to spread the client side over, unless `--sources`
-    /// says otherwise. `conns` holds 19,000 connections at once, more than
-    /// one address's ephemeral ports. `churn` holds few at once but leaves
-    /// tens of thousands in TIME_WAIT: binding each socket to a source
-    /// address makes the kernel search its bind table for a free port
-    /// (measured: after 40,000 sessions the generator spent its time there
-    /// and fell to 1,400 sessions/s), while a plain connect picks ports by
-    /// the four-tuple and reuses TIME_WAIT ones on loopback. `whospam`
-    /// holds 15,000 at once, as conns does.
-    pub(crate) fn default_sources(&self) -> u8 {
+    /// says otherwise: enough that no address holds more than
+    /// [`CLIENTS_PER_SOURCE`] of the clients open at once, so that a server
+    /// at its default `--max-connections-per-ip` (64) lets them all in; none
+    /// (the kernel's choice, 127.0.0.1) when that many fit on one.
+    ///
+    /// Spreading also keeps tens of thousands of connections from
+    /// exhausting one address's ephemeral ports. Binding each socket to a
+    /// source address makes the kernel search that address's bind table
+    /// for a free port: with 8 addresses, `churn` fell to 1,400 sessions/s
+    /// after 40,000 sessions, each address holding 5,000 ports in
+    /// TIME_WAIT. Its defaults (2,000 in flight, 1,000 names verified) now
+    /// spread it over 94 addresses, a tenth as many each (not measured
+    /// since).
+    pub(crate) fn default_sources(&self) -> u16 {
+        let per_source = CLIENTS_PER_SOURCE;
+        match self.clients_at_once() {
+            n if n <= per_source => 0,
+            n => u16::try_from(n.div_ceil(per_source)).unwrap_or(u16::MAX),
+        }
+    }
+
+    /// The most client connections the scenario holds open at once,
+    /// counting its bystanders and helpers (an upper bound).
+    fn clients_at_once(&self) -> usize {
+        // The two bystanders, a flooder or a sender, and a spare.
+        const HELPERS: usize = 4;
         match self {
-            Scenario::Conns(_) | Scenario::Whospam(_) | Scenario::Hold(_) => 8,
-            _ => 0,
+            Scenario::Ring(a) => a.clients,
+            Scenario::Fanout(a) => a.senders + a.recipients,
+            Scenario::Conns(a) => a.conns + HELPERS,
+            Scenario::Slow(_) | Scenario::Flood(_) | Scenario::Lists(_) => 2 * HELPERS,
+            Scenario::Churn(a) => a.max_inflight + a.verify_names.min(a.max_inflight) + HELPERS,
+            Scenario::Nonreaders(a) => a.nonreaders + HELPERS,
+            Scenario::Broadcast(a) => a.readers + HELPERS,
+            Scenario::Paced(a) => a.readers + HELPERS,
+            Scenario::WhoBatch(a) => a.idle + HELPERS,
+            Scenario::Whospam(a) => a.users + a.spammers + HELPERS,
+            Scenario::Hold(a) => a.conns,
+            // Its own probes; the held connections are the hold
+            // processes', each spreading its own.
+            Scenario::Crowd(a) => a.probes + HELPERS,
         }
     }
 }
+
+/// At most this many of a scenario's clients share a source address by
+/// default: half the server's default `--max-connections-per-ip`.
+pub(crate) const CLIENTS_PER_SOURCE: usize = 32;
 
 /// Options every scenario takes.
 #[derive(Args, Debug, Clone)]
@@ -177,10 +210,11 @@ pub(crate) struct Common {
     /// Logins in progress at once.
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub(crate) login_concurrency: usize,
-    /// Spread client sockets over this many source addresses 127.0.0.2, 127.0.0.3, ...
-    /// (0: one, chosen by the kernel) [default: 8 for conns and churn, else 0].
+    /// Spread client sockets over this many source addresses 127.0.0.2, 127.0.0.3, ...,
+    /// 127.0.1.0, ... (0: one, chosen by the kernel) [default: enough for at most 32 clients
+    /// open at once on each, 0 when 32 or fewer].
     #[arg(long, value_name = "N")]
-    pub(crate) sources: Option<u8>,
+    pub(crate) sources: Option<u16>,
     /// Exit non-zero also when one of the targets is missed.
     #[arg(long)]
     pub(crate) strict: bool,

@@ -9,7 +9,7 @@
 //! Reports the bystanders' latency (target: p99 <= 20 ms), the `/who`
 //! answers per second, and the server's memory and CPU. The idle users'
 //! client side is spread over source addresses 127.0.0.2.. (`--sources`,
-//! default 8), as conns does.
+//! by default 32 users to an address), as conns does.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;

@@ -39,7 +39,8 @@ Without --name, the first line you send is your login name.
 
 Exit status:
   0  normal end (input ended, /quit, Ctrl-D or Ctrl-C)
-  1  no server at ADDR, the server closed or dropped the connection, or I/O failed
+  1  no server at ADDR, the TLS handshake failed (an untrusted certificate, say),
+     the server closed or dropped the connection, or I/O failed
   2  usage error (a bad flag, ADDR or --name)
   3  the server refused the --name login (it answered with anything but a welcome)";
 
@@ -60,6 +61,20 @@ pub(crate) struct ClientArgs {
     /// exit 3 if the server refuses it.
     #[arg(long, value_name = "NAME", value_parser = parse_name)]
     pub(crate) name: Option<String>,
+
+    /// Connect with TLS, checking the server's certificate against the system's roots
+    /// (or --ca) and the host of ADDR (or --server-name).
+    #[arg(long)]
+    pub(crate) tls: bool,
+
+    /// With --tls: trust the CA certificate(s) in this PEM file instead of the system's roots
+    /// (a private CA, or a self-signed server certificate).
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    pub(crate) ca: Option<std::path::PathBuf>,
+
+    /// With --tls: the name the server's certificate must carry [default: the host of ADDR].
+    #[arg(long, value_name = "NAME", requires = "tls")]
+    pub(crate) server_name: Option<String>,
 }
 
 impl ClientArgs {

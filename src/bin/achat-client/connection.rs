@@ -1,18 +1,31 @@
-//! The connection to the server: connecting within a bounded time, and
-//! reading what the server sends in pieces of bounded size.
+//! The connection to the server, plain TCP or TLS (`--tls`): connecting
+//! and handshaking within a bounded time, and reading what the server
+//! sends in pieces of bounded size.
 //!
 //! Both bounds are there because the other end may be anything: an address
 //! that drops packets would hang a connect for minutes, and a peer that
 //! never sends a line break would grow an unbounded line buffer.
+//!
+//! The two halves are boxed trait objects, so the modes do not care which
+//! kind of connection they have; a client's few lines a second do not
+//! notice the indirection. Writers flush after each line: a TLS write may
+//! leave its record in rustls' buffer until then.
 
 use std::io;
 use std::time::Duration;
 
-use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, BufReader};
+use tokio::io::{
+    AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader,
+};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 use crate::error::ClientError;
+use crate::tls::TlsSettings;
+
+/// The reading half of a connection.
+pub(crate) type ReadHalf = Box<dyn AsyncRead + Unpin + Send>;
+/// The writing half of a connection.
+pub(crate) type WriteHalf = Box<dyn AsyncWrite + Unpin + Send>;
 
 /// How long connecting may take: an address that drops packets would
 /// otherwise hang the client for minutes.
@@ -27,14 +40,18 @@ pub(crate) const MAX_CHUNK: usize = 64 * 1024;
 /// pipe mode can send from one task while it reads in another.
 pub(crate) struct Connection {
     /// What the server sends, read with [`read_piece`].
-    pub(crate) reader: BufReader<OwnedReadHalf>,
+    pub(crate) reader: BufReader<ReadHalf>,
     /// Where the client's lines go.
-    pub(crate) writer: OwnedWriteHalf,
+    pub(crate) writer: WriteHalf,
 }
 
 impl Connection {
-    /// Connects to `addr`, giving up after [`CONNECT_TIMEOUT`].
-    pub(crate) async fn open(addr: &str) -> Result<Connection, ClientError> {
+    /// Connects to `addr`, and with `tls` makes a TLS connection of it;
+    /// each step gives up after [`CONNECT_TIMEOUT`].
+    pub(crate) async fn open(
+        addr: &str,
+        tls: Option<&TlsSettings>,
+    ) -> Result<Connection, ClientError> {
         let connect_error = |source| ClientError::Connect {
             addr: addr.to_owned(),
             source,
@@ -45,12 +62,28 @@ impl Connection {
             .map_err(connect_error)?;
         // Typed lines go out at once; pipe mode batches its own writes.
         stream.set_nodelay(true).map_err(ClientError::Lost)?;
-        let (reader, writer) = stream.into_split();
+        let (reader, writer): (ReadHalf, WriteHalf) = match tls {
+            None => {
+                let (reader, writer) = stream.into_split();
+                (Box::new(reader), Box::new(writer))
+            }
+            Some(tls) => {
+                let stream = tls.connect(addr, stream).await?;
+                let (reader, writer) = tokio::io::split(stream);
+                (Box::new(reader), Box::new(writer))
+            }
+        };
         Ok(Connection {
             reader: BufReader::new(reader),
             writer,
         })
     }
+}
+
+/// Sends `bytes` (whole lines) and flushes them out.
+pub(crate) async fn send(writer: &mut WriteHalf, bytes: &[u8]) -> Result<(), ClientError> {
+    writer.write_all(bytes).await.map_err(ClientError::Lost)?;
+    writer.flush().await.map_err(ClientError::Lost)
 }
 
 /// Reads the next piece of the server's output into `buf`: a line with its

@@ -20,6 +20,20 @@ pub(crate) enum ClientError {
         /// What went wrong.
         source: io::Error,
     },
+    /// The TLS handshake failed: most often the server's certificate is
+    /// not trusted (signed by another CA, expired) or is for another name.
+    #[error("TLS handshake with {addr} failed: {source}{hint}")]
+    Handshake {
+        /// The address connected to.
+        addr: String,
+        /// rustls' reason.
+        source: io::Error,
+        /// What to try, when there is something ("" otherwise).
+        hint: &'static str,
+    },
+    /// TLS could not be set up (no root certificates to trust).
+    #[error("TLS: {0}")]
+    TlsSetup(String),
     /// The server closed the connection although the client had not ended
     /// the session.
     #[error("the server closed the connection")]

@@ -23,9 +23,8 @@
 use std::time::Duration;
 
 use achat::protocol::{ServerLine, parse_server_line};
-use tokio::io::AsyncWriteExt;
 
-use crate::connection::{Connection, read_piece};
+use crate::connection::{Connection, read_piece, send};
 use crate::error::ClientError;
 use crate::render::{Printer, sanitize, say};
 
@@ -71,11 +70,7 @@ pub(crate) async fn log_in(
 ) -> Result<(), ClientError> {
     let mut line = name.as_bytes().to_vec();
     line.push(b'\n');
-    connection
-        .writer
-        .write_all(&line)
-        .await
-        .map_err(ClientError::Lost)?;
+    send(&mut connection.writer, &line).await?;
     // The first line decides, and its first piece (all of it, but for a
     // line longer than MAX_CHUNK) shows what kind of line it is: one read.
     let mut buf = Vec::new();

@@ -27,6 +27,7 @@
 //!   exit status of each;
 //! - [`connection`]: connecting, and reading the server's output in pieces
 //!   of bounded size;
+//! - [`tls`]: `--tls`: the certificates trusted, the handshake;
 //! - [`login`]: the `--name` login, and how an answer to it is read;
 //! - [`quit`]: recognising `/quit` as the server does;
 //! - [`render`]: what is printed, and how: the server's lines on standard
@@ -38,7 +39,7 @@
 //! | status | meaning |
 //! |---|---|
 //! | 0 | normal end: input ended (pipe mode), `/quit`, Ctrl-D or Ctrl-C, and the server closed after answering |
-//! | 1 | connection or I/O problem: no server at the address, the server closed the connection on its own or dropped it, standard input or output failed |
+//! | 1 | connection or I/O problem: no server at the address, a failed TLS handshake (an untrusted certificate, or one for another name), the server closed the connection on its own or dropped it, standard input or output failed |
 //! | 2 | usage error: a bad flag, an address that is not `HOST:PORT`, or a `--name` that cannot be a name (blank, with a line break, or starting with `/`, which starts a command); a bad address or name is said in one line, like the client's other messages, anything else in clap's words, with the usage |
 //! | 3 | the server refused the `--name` login: its first answer was an `error:` line, or a `server:` line other than the welcome |
 
@@ -50,6 +51,7 @@ mod pipe;
 mod quit;
 mod render;
 mod terminal;
+mod tls;
 
 use std::io::{self, IsTerminal as _};
 use std::process::ExitCode;
@@ -61,6 +63,7 @@ use crate::login::log_in;
 use crate::pipe::pipe_session;
 use crate::render::{Look, Printer, say};
 use crate::terminal::terminal_session;
+use crate::tls::TlsSettings;
 
 /// Parses the command line, runs the client, and turns the way it ended
 /// into one line on standard error and an exit status.
@@ -83,8 +86,12 @@ fn run(args: ClientArgs) -> Result<(), ClientError> {
         .map_err(ClientError::Start)?;
     let mode = Mode::choose(io::stdin().is_terminal(), io::stdout().is_terminal());
     let name = args.name.as_deref();
+    let tls = args
+        .tls
+        .then(|| TlsSettings::new(&args.addr, args.ca.as_deref(), args.server_name.as_deref()))
+        .transpose()?;
     let result = runtime.block_on(async {
-        let mut connection = Connection::open(&args.addr).await?;
+        let mut connection = Connection::open(&args.addr, tls.as_ref()).await?;
         // The login is the same in both modes, and done before either
         // starts: a refusal ends the client before it reads a key or a
         // line of input.

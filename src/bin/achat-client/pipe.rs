@@ -18,10 +18,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::io::{AsyncWriteExt, BufWriter};
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc;
 
-use crate::connection::{Connection, MAX_CHUNK, read_piece};
+use crate::connection::{Connection, MAX_CHUNK, WriteHalf, read_piece};
 use crate::error::ClientError;
 use crate::quit::is_quit;
 use crate::render::Printer;
@@ -157,7 +156,7 @@ fn read_input(lines: &mpsc::Sender<io::Result<Vec<u8>>>) {
 /// every case and the reading side learns how it ended).
 async fn send_input(
     mut lines: mpsc::Receiver<io::Result<Vec<u8>>>,
-    writer: OwnedWriteHalf,
+    writer: WriteHalf,
     ending: Arc<Ending>,
 ) -> Result<(), ClientError> {
     let mut writer = BufWriter::new(writer);

@@ -17,7 +17,7 @@ use rustyline_async::{Readline, ReadlineEvent, SharedWriter};
 use tokio::io::AsyncWriteExt;
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
-use crate::connection::{Connection, read_piece};
+use crate::connection::{Connection, read_piece, send};
 use crate::error::ClientError;
 use crate::login::welcomed_name;
 use crate::quit::is_quit;
@@ -119,7 +119,7 @@ async fn edit(
                     let quit = is_quit(line.as_bytes());
                     let mut bytes = line.into_bytes();
                     bytes.push(b'\n');
-                    connection.writer.write_all(&bytes).await.map_err(ClientError::Lost)?;
+                    send(&mut connection.writer, &bytes).await?;
                     if quit {
                         return Ok(EditEnd::Quit);
                     }
@@ -153,11 +153,7 @@ async fn edit(
 
 /// Says `/quit` to the server, for Ctrl-D, Ctrl-C and signals.
 async fn leave(connection: &mut Connection) -> Result<EditEnd, ClientError> {
-    connection
-        .writer
-        .write_all(b"/quit\n")
-        .await
-        .map_err(ClientError::Lost)?;
+    send(&mut connection.writer, b"/quit\n").await?;
     Ok(EditEnd::Quit)
 }
 

@@ -111,6 +111,7 @@ fn as_documented() -> Vec<Reply<'static>> {
         Reply::ServerFull {
             max_connections: 19936,
         },
+        Reply::TooManyFromAddress,
         Reply::NamesUnavailable,
         Reply::NameHeldByLostNode {
             name: "alice",
