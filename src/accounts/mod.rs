@@ -9,7 +9,9 @@
 //! most [`MAX_WAITING`] requests that hash waiting or running (and
 //! [`MAX_LOOKUPS`] look-ups, apart), so a flood of logins
 //! costs a bounded amount of CPU and memory and the rest are told to try
-//! again. What stays on its thread is the bookkeeping of wrong passwords
+//! again. "Is this name registered?", which every login asks, is answered
+//! from memory for the SQLite file (one server is its only writer). What
+//! stays on its thread is the bookkeeping of wrong passwords
 //! ([`backoff`]), which needs no lock because only the actor touches it.
 //!
 //! - `open.rs`: choosing, opening and checking the store at start;
@@ -28,6 +30,7 @@ pub mod rate;
 pub mod sqlite;
 pub mod store;
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -107,6 +110,12 @@ impl Default for AccountsConfig {
 /// The accounts actor. See the module documentation.
 pub struct Accounts {
     store: Arc<Store>,
+    /// The registered names (folded), when this process is the store's
+    /// only writer: "is this name registered?" is then answered from
+    /// memory, so a login costs no database call and no blocking-pool
+    /// thread (the look-up every login makes would otherwise tax every
+    /// login, registered or not). `None` for the cluster's store.
+    index: Option<HashSet<String>>,
     per_name: Backoff<String>,
     per_address: Backoff<IpAddr>,
     hashing: Arc<Semaphore>,
@@ -115,11 +124,19 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    /// Starts the actor over `store` on `arbiter`.
-    pub fn start(store: Store, config: &AccountsConfig, arbiter: &ArbiterHandle) -> Addr<Accounts> {
+    /// Starts the actor over `store` on `arbiter`; `index` is the store's
+    /// registered names if this process is its only writer
+    /// ([`Store::local_index`]).
+    pub fn start(
+        store: Store,
+        index: Option<Vec<String>>,
+        config: &AccountsConfig,
+        arbiter: &ArbiterHandle,
+    ) -> Addr<Accounts> {
         let (per_name, per_address) = (config.per_name, config.per_address);
         Accounts::start_in_arbiter(arbiter, move |_| Accounts {
             store: Arc::new(store),
+            index: index.map(HashSet::from_iter),
             per_name: Backoff::new(per_name),
             per_address: Backoff::new(per_address),
             hashing: Arc::new(Semaphore::new(HASHES_AT_ONCE)),
@@ -179,6 +196,17 @@ impl Handler<AccountRequest> for Accounts {
         let folded = fold_name(&name);
         let from = address_key(from);
         let checks = op.checks_password();
+        if let (AccountOp::Lookup, Some(index)) = (&op, &self.index) {
+            return Box::pin(fut::ready(Ok(match index.contains(&folded) {
+                true => AccountAnswer::Registered,
+                false => AccountAnswer::NotRegistered,
+            })));
+        }
+        let changes_index = match op {
+            AccountOp::Register(_) => Some(true),
+            AccountOp::Unregister(_) => Some(false),
+            _ => None,
+        };
         if checks && let Err(e) = self.charge(&folded, from, Instant::now()) {
             return Box::pin(fut::ready(Err(e)));
         }
@@ -202,6 +230,14 @@ impl Handler<AccountRequest> for Accounts {
         Box::pin(work.into_actor(self).map(move |outcome, accounts, _| {
             if checks {
                 accounts.settle(&folded, from, &outcome);
+            }
+            if let (Some(registered), Ok(AccountAnswer::Done), Some(index)) =
+                (changes_index, &outcome, &mut accounts.index)
+            {
+                match registered {
+                    true => index.insert(folded),
+                    false => index.remove(&folded),
+                };
             }
             outcome
         }))

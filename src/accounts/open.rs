@@ -45,13 +45,17 @@ pub async fn open(
                 .unwrap_or_else(|_| Err(StoreError::Cluster("the accounts' thread ended".into())))
         }
     };
+    let opened = match opened {
+        Ok(store) => store.local_index().await.map(|index| (store, index)),
+        Err(e) => Err(e),
+    };
     match opened {
-        Ok(store) => {
+        Ok((store, index)) => {
             match &store {
                 Store::Sqlite(_) => info!("registered names: in {}", path.display()),
                 Store::Kv(_) => info!("registered names: in the cluster's JetStream"),
             }
-            let accounts = Accounts::start(store, config, &arbiter.handle());
+            let accounts = Accounts::start(store, index, config, &arbiter.handle());
             Ok(Some((arbiter, accounts)))
         }
         Err(e) => {

@@ -114,6 +114,16 @@ impl SqliteStore {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Every registered name's folded form: the accounts actor keeps them
+    /// in memory (this process is the file's only writer), so the look-up
+    /// every login makes costs no database call.
+    pub(super) fn folded_names(&self) -> Result<Vec<String>, StoreError> {
+        let db = self.db();
+        let mut query = db.prepare("SELECT folded FROM accounts")?;
+        let names = query.query_map([], |row| row.get(0))?;
+        Ok(names.collect::<Result<_, _>>()?)
+    }
+
     pub(super) fn get(&self, folded: &str) -> Result<Option<Account>, StoreError> {
         Ok(self
             .db()

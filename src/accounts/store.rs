@@ -94,6 +94,16 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Store {
+    /// For a store only this process writes (the SQLite file), every
+    /// registered name's folded form; `None` for the cluster's store,
+    /// which other nodes write too.
+    pub async fn local_index(&self) -> Result<Option<Vec<String>>, StoreError> {
+        match self {
+            Store::Sqlite(s) => blocking(s, |s| s.folded_names()).await.map(Some),
+            Store::Kv(_) => Ok(None),
+        }
+    }
+
     /// The account registered under `folded`, if any.
     pub async fn get(&self, folded: &str) -> Result<Option<Account>, StoreError> {
         match self {

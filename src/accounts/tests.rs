@@ -20,13 +20,12 @@ fn config(per_name: BackoffPolicy) -> AccountsConfig {
     }
 }
 
-fn start(dir: &tempfile::TempDir, per_name: BackoffPolicy) -> Addr<Accounts> {
-    let store = SqliteStore::open(&dir.path().join("a.sqlite3")).unwrap();
-    Accounts::start(
-        Store::Sqlite(Arc::new(store)),
-        &config(per_name),
-        &Arbiter::current(),
-    )
+async fn start(dir: &tempfile::TempDir, per_name: BackoffPolicy) -> Addr<Accounts> {
+    let store = Store::Sqlite(Arc::new(
+        SqliteStore::open(&dir.path().join("a.sqlite3")).unwrap(),
+    ));
+    let index = store.local_index().await.unwrap();
+    Accounts::start(store, index, &config(per_name), &Arbiter::current())
 }
 
 async fn ask(
@@ -49,10 +48,41 @@ fn pw(text: &str) -> Password {
     Password::new(text)
 }
 
+/// Look-ups are answered from the in-memory index; it must follow
+/// registrations and outlive a restart (it is rebuilt from the file).
+#[actix::test]
+async fn lookups_follow_registrations_and_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let accounts = start(&dir, BackoffPolicy::PER_NAME).await;
+    let register = AccountOp::Register(pw("one-password"));
+    assert_eq!(
+        ask(&accounts, "Bob", register).await,
+        Ok(AccountAnswer::Done)
+    );
+    assert_eq!(
+        ask(&accounts, "bob", AccountOp::Lookup).await,
+        Ok(AccountAnswer::Registered)
+    );
+    let again = start(&dir, BackoffPolicy::PER_NAME).await;
+    assert_eq!(
+        ask(&again, "BOB", AccountOp::Lookup).await,
+        Ok(AccountAnswer::Registered)
+    );
+    let unregister = AccountOp::Unregister(pw("one-password"));
+    assert_eq!(
+        ask(&again, "bob", unregister).await,
+        Ok(AccountAnswer::Done)
+    );
+    assert_eq!(
+        ask(&again, "bob", AccountOp::Lookup).await,
+        Ok(AccountAnswer::NotRegistered)
+    );
+}
+
 #[actix::test]
 async fn the_life_of_an_account() {
     let dir = tempfile::tempdir().unwrap();
-    let accounts = start(&dir, BackoffPolicy::PER_NAME);
+    let accounts = start(&dir, BackoffPolicy::PER_NAME).await;
     let lookup = async |name| ask(&accounts, name, AccountOp::Lookup).await;
     assert_eq!(lookup("alice").await, Ok(AccountAnswer::NotRegistered));
     assert_eq!(
@@ -119,7 +149,7 @@ async fn guesses_side_by_side_get_no_more_free_tries_than_one_by_one() {
         first_wait: Duration::from_secs(60),
         max_wait: Duration::from_secs(60),
     };
-    let accounts = start(&dir, per_name);
+    let accounts = start(&dir, per_name).await;
     let registered = ask(
         &accounts,
         "alice",
