@@ -199,7 +199,7 @@ pub async fn run(
             login_timeout: config.login_timeout,
             flush_timeout: config.shutdown_grace,
         },
-        accounts: accounts.as_ref().map(|(_, addr)| addr.clone().recipient()),
+        accounts: accounts.as_ref().map(|(_, link)| link.clone()),
         login_rate: Arc::new(LoginRate::new(config.login_rate)),
     });
     let on = [

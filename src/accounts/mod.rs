@@ -27,10 +27,10 @@ pub mod kv;
 mod open;
 pub mod password;
 pub mod rate;
+mod registered;
 pub mod sqlite;
 pub mod store;
 
-use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -42,9 +42,10 @@ use tokio::sync::Semaphore;
 
 pub use backoff::BackoffPolicy;
 pub use kv::KvStore;
-pub use open::open;
+pub use open::{AccountsLink, open};
 pub use password::Password;
 pub use rate::{LoginRate, RatePolicy};
+pub use registered::RegisteredNames;
 pub use sqlite::SqliteStore;
 pub use store::{Account, Store, StoreError};
 
@@ -112,10 +113,9 @@ pub struct Accounts {
     store: Arc<Store>,
     /// The registered names (folded), when this process is the store's
     /// only writer: "is this name registered?" is then answered from
-    /// memory, so a login costs no database call and no blocking-pool
-    /// thread (the look-up every login makes would otherwise tax every
-    /// login, registered or not). `None` for the cluster's store.
-    index: Option<HashSet<String>>,
+    /// memory (by the sessions themselves, see [`RegisteredNames`]), so a
+    /// login costs no database call. `None` for the cluster's store.
+    index: Option<Arc<RegisteredNames>>,
     per_name: Backoff<String>,
     per_address: Backoff<IpAddr>,
     hashing: Arc<Semaphore>,
@@ -124,19 +124,19 @@ pub struct Accounts {
 }
 
 impl Accounts {
-    /// Starts the actor over `store` on `arbiter`; `index` is the store's
-    /// registered names if this process is its only writer
-    /// ([`Store::local_index`]).
+    /// Starts the actor over `store` on `arbiter`; `index` holds the
+    /// store's registered names if this process is its only writer
+    /// ([`Store::local_index`]), and is kept up to date by the actor.
     pub fn start(
         store: Store,
-        index: Option<Vec<String>>,
+        index: Option<Arc<RegisteredNames>>,
         config: &AccountsConfig,
         arbiter: &ArbiterHandle,
     ) -> Addr<Accounts> {
         let (per_name, per_address) = (config.per_name, config.per_address);
         Accounts::start_in_arbiter(arbiter, move |_| Accounts {
             store: Arc::new(store),
-            index: index.map(HashSet::from_iter),
+            index,
             per_name: Backoff::new(per_name),
             per_address: Backoff::new(per_address),
             hashing: Arc::new(Semaphore::new(HASHES_AT_ONCE)),
@@ -232,12 +232,9 @@ impl Handler<AccountRequest> for Accounts {
                 accounts.settle(&folded, from, &outcome);
             }
             if let (Some(registered), Ok(AccountAnswer::Done), Some(index)) =
-                (changes_index, &outcome, &mut accounts.index)
+                (changes_index, &outcome, &accounts.index)
             {
-                match registered {
-                    true => index.insert(folded),
-                    false => index.remove(&folded),
-                };
+                index.set(folded, registered);
             }
             outcome
         }))

@@ -9,8 +9,22 @@ use actix::prelude::*;
 use log::info;
 use tokio::sync::oneshot;
 
-use super::{Accounts, AccountsConfig, AccountsStore, KvStore, SqliteStore, Store, StoreError};
+use super::{
+    Accounts, AccountsConfig, AccountsStore, KvStore, RegisteredNames, SqliteStore, Store,
+    StoreError,
+};
 use crate::cluster::ClusterConfig;
+use crate::messages::accounts::AccountRequest;
+
+/// How sessions reach the accounts.
+#[derive(Clone)]
+pub struct AccountsLink {
+    /// The accounts actor.
+    pub actor: Recipient<AccountRequest>,
+    /// The registered names, when this process alone writes the store:
+    /// a session looks a name up here rather than asking the actor.
+    pub registered: Option<Arc<RegisteredNames>>,
+}
 
 /// Opens the accounts store and starts the accounts actor on an arbiter
 /// of its own, if registration is on: the SQLite file on a single node,
@@ -21,7 +35,7 @@ use crate::cluster::ClusterConfig;
 pub async fn open(
     config: &AccountsConfig,
     cluster: Option<&ClusterConfig>,
-) -> io::Result<Option<(Arbiter, Addr<Accounts>)>> {
+) -> io::Result<Option<(Arbiter, AccountsLink)>> {
     let AccountsStore::File(path) = &config.store else {
         return Ok(None);
     };
@@ -46,7 +60,12 @@ pub async fn open(
         }
     };
     let opened = match opened {
-        Ok(store) => store.local_index().await.map(|index| (store, index)),
+        Ok(store) => store.local_index().await.map(|index| {
+            (
+                store,
+                index.map(|names| Arc::new(RegisteredNames::new(names))),
+            )
+        }),
         Err(e) => Err(e),
     };
     match opened {
@@ -55,8 +74,12 @@ pub async fn open(
                 Store::Sqlite(_) => info!("registered names: in {}", path.display()),
                 Store::Kv(_) => info!("registered names: in the cluster's JetStream"),
             }
-            let accounts = Accounts::start(store, index, config, &arbiter.handle());
-            Ok(Some((arbiter, accounts)))
+            let actor = Accounts::start(store, index.clone(), config, &arbiter.handle());
+            let link = AccountsLink {
+                actor: actor.recipient(),
+                registered: index,
+            };
+            Ok(Some((arbiter, link)))
         }
         Err(e) => {
             arbiter.stop();

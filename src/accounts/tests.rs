@@ -25,6 +25,7 @@ async fn start(dir: &tempfile::TempDir, per_name: BackoffPolicy) -> Addr<Account
         SqliteStore::open(&dir.path().join("a.sqlite3")).unwrap(),
     ));
     let index = store.local_index().await.unwrap();
+    let index = index.map(|names| Arc::new(RegisteredNames::new(names)));
     Accounts::start(store, index, &config(per_name), &Arbiter::current())
 }
 

@@ -79,7 +79,7 @@ impl Session {
         let Some(accounts) = &self.env.accounts else {
             return;
         };
-        let answer = accounts.send(AccountRequest {
+        let answer = accounts.actor.send(AccountRequest {
             from: self.peer,
             name: name.to_string(),
             op,

@@ -109,8 +109,17 @@ impl Session {
                 LoginStep::Ask(name) => {
                     if let Err(wait) = self.env.login_rate.attempt(self.peer) {
                         self.reply(&Reply::TooManyLogins(wait), ctx);
-                    } else if self.env.accounts.is_some() {
-                        self.ask_accounts(name, AccountOp::Lookup);
+                    } else if let Some(accounts) = &self.env.accounts {
+                        match &accounts.registered {
+                            // Known here: no question to the actor.
+                            Some(registered) if registered.contains(name.folded().as_str()) => {
+                                self.reply(&Reply::PasswordWanted(name.spelling()), ctx);
+                                self.set_login(Login::Password(name));
+                                continue;
+                            }
+                            Some(_) => self.ask_broker(name),
+                            None => self.ask_accounts(name, AccountOp::Lookup),
+                        }
                         break;
                     } else {
                         self.ask_broker(name);
@@ -137,7 +146,7 @@ impl Session {
             return self.ask_broker(name);
         };
         let lookup = matches!(op, AccountOp::Lookup);
-        let answer = Box::pin(accounts.send(AccountRequest {
+        let answer = Box::pin(accounts.actor.send(AccountRequest {
             from: self.peer,
             name: name.spelling().to_string(),
             op,

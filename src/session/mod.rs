@@ -70,8 +70,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use log::{debug, info};
 
-use crate::accounts::LoginRate;
-use crate::messages::accounts::AccountRequest;
+use crate::accounts::{AccountsLink, LoginRate};
 use crate::messages::{
     BrokerLink, ConnId, Connect, Control, Deliver, Leave, LeaveReason, Name, RosterGauge,
     SessionLink,
@@ -113,8 +112,8 @@ pub struct SessionEnv {
     pub gauge: Arc<RosterGauge>,
     /// The limits.
     pub limits: SessionLimits,
-    /// The accounts actor; `None` when registration is off.
-    pub accounts: Option<Recipient<AccountRequest>>,
+    /// The accounts; `None` when registration is off.
+    pub accounts: Option<AccountsLink>,
     /// Login attempts per source address, shared by every session.
     pub login_rate: Arc<LoginRate>,
 }
