@@ -9,6 +9,8 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use anyhow::{Context, bail};
 use tokio::net::{TcpSocket, TcpStream};
@@ -19,10 +21,15 @@ pub(crate) struct Net {
     /// Never empty.
     addrs: Vec<SocketAddr>,
     sources: Vec<IpAddr>,
+    /// The next source address to bind, counting connections (not client
+    /// numbers: a scenario that reconnects every hundredth client, as
+    /// churn's name check does, would otherwise put them all on a few
+    /// sources).
+    next_source: Arc<AtomicUsize>,
 }
 
 impl Net {
-    /// Clients of `addrs` (client i of the (i mod n)-th), bound
+    /// Clients of `addrs` (client i of the (i mod n)-th), connections bound
     /// round-robin to `sources` source addresses 127.0.0.2, 127.0.0.3, ...
     /// counting on into 127.0.1.0 and beyond (0: let the kernel choose).
     pub(crate) fn new(addrs: Vec<SocketAddr>, sources: u16) -> anyhow::Result<Self> {
@@ -41,7 +48,11 @@ impl Net {
         } else {
             Vec::new()
         };
-        Ok(Net { addrs, sources })
+        Ok(Net {
+            addrs,
+            sources,
+            next_source: Arc::default(),
+        })
     }
 
     /// The address client `i` connects to.
@@ -68,6 +79,7 @@ impl Net {
         Net {
             addrs,
             sources: self.sources.clone(),
+            next_source: self.next_source.clone(),
         }
     }
 
@@ -87,7 +99,8 @@ impl Net {
         if !self.sources.is_empty() {
             // SO_REUSEADDR lets the bind reuse ports still in TIME_WAIT.
             socket.set_reuseaddr(true)?;
-            socket.bind(SocketAddr::new(self.sources[i % self.sources.len()], 0))?;
+            let k = self.next_source.fetch_add(1, Ordering::Relaxed);
+            socket.bind(SocketAddr::new(self.sources[k % self.sources.len()], 0))?;
         }
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size)?;
