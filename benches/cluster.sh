@@ -17,11 +17,10 @@
 #   RUNS=3 benches/cluster.sh          # each ring RUNS times, alternating
 #   ONLY="ring crowd" benches/cluster.sh
 #   CHURN="--sessions 20000 --rate 1000" benches/cluster.sh
-#   NODE_ARGS="" benches/cluster.sh   # nodes with default worker threads
+#   NODE_ARGS="--workers 1" benches/cluster.sh   # extra flags for every node
 #
-# Each node runs with NODE_ARGS (default "--workers 1"): three nodes share
-# the two cores, and a node's default of one worker per CPU gives nine
-# runnable threads for two cores (see docs/BENCHMARKS.md, "Cluster").
+# (Three nodes share the two cores; one worker each instead of the default
+# two made no difference beyond noise on 2026-12-07: docs/BENCHMARKS.md.)
 #
 # Needs nats-server on PATH (or NATS_SERVER=path) and release builds:
 #   cargo build --release --bins --bench load
@@ -33,7 +32,7 @@ out=target/cluster
 mkdir -p "$out"
 runs=${RUNS:-1}
 only=${ONLY:-ring crowd churn}
-read -r -a node_args <<< "${NODE_ARGS---workers 1}"
+read -r -a node_args <<< "${NODE_ARGS:-}"
 nats=${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}
 achat=target/release/achat-server
 baseline=target/baselines/release/tokio-achat
