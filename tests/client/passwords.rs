@@ -97,6 +97,22 @@ async fn a_registered_name_without_a_password_exits_3_saying_how_to_give_one() {
     );
 }
 
+#[tokio::test]
+async fn in_a_pipe_the_password_is_the_line_after_the_name() {
+    let (_dir, server) = server_with_alice().await;
+    let mut bob = server.login("bob").await;
+    let addr = addr_arg(server.addr);
+    let input = format!("alice\n{PASSWORD}\nbob: hi from a pipe\n");
+    let finished = run_command(client(&[&addr]), input.as_bytes()).await;
+    assert_eq!(finished.code(), 0, "{}", finished.stderr);
+    assert_eq!(
+        finished.stdout,
+        "server: 'alice' is registered: send its password\n\
+         server: welcome alice (2 online, /help for help)\n"
+    );
+    bob.expect("from alice: hi from a pipe").await;
+}
+
 /// Waits for the hidden prompt, the cursor right after it.
 fn wait_for_password_prompt(tty: &mut Tty) {
     const PROMPT: &str = "password for alice (not shown): ";
@@ -177,4 +193,21 @@ async fn name_at_a_terminal_asks_for_the_password_unechoed() {
     expect_logged_in_unseen(&mut tty);
     tty.type_keys("\x04");
     assert_eq!(tty.wait_exit(), 0, "{}", tty.screen.screen().contents());
+}
+
+#[tokio::test]
+async fn sigterm_at_the_name_password_prompt_restores_the_terminal() {
+    let (_dir, server) = server_with_alice().await;
+    let addr = addr_arg(server.addr);
+    let mut tty = Tty::spawn(&[&addr, "--name", "alice"]);
+    wait_for_password_prompt(&mut tty);
+    tty.mark_raw_mode();
+    tty.session
+        .get_process_mut()
+        .signal(expectrl::process::unix::Signal::SIGTERM)
+        .unwrap();
+    assert_eq!(tty.wait_exit(), 3, "{}", tty.screen.screen().contents());
+    tty.assert_terminal_restored();
+    let contents = tty.screen.screen().contents();
+    assert!(contents.contains("no password given"), "{contents}");
 }

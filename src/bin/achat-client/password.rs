@@ -27,9 +27,11 @@ use std::path::Path;
 
 use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use futures_util::StreamExt as _;
+use tokio::signal::unix::{SignalKind, signal};
 use zeroize::Zeroizing;
 
 use crate::error::ClientError;
+use crate::terminal::next_signal;
 
 /// The environment variable a password may be given in.
 pub(crate) const PASSWORD_ENV: &str = "ACHAT_PASSWORD";
@@ -223,6 +225,11 @@ impl Drop for RawMode {
 /// error, so that standard output keeps only the server's lines), with
 /// nothing echoed; `None` if the person pressed Ctrl-C or Ctrl-D.
 pub(crate) async fn ask(name: &str) -> Result<Option<Password>, ClientError> {
+    // A kill in raw mode would leave the terminal raw: SIGTERM and SIGHUP
+    // cancel the prompt instead, their handlers in place before raw mode
+    // is (a signal whose handler cannot be set up keeps its default).
+    let mut terminate = signal(SignalKind::terminate()).ok();
+    let mut hangup = signal(SignalKind::hangup()).ok();
     let _raw = RawMode::on()?;
     let mut stderr = io::stderr();
     let _ = write!(stderr, "{}", prompt(name));
@@ -230,7 +237,12 @@ pub(crate) async fn ask(name: &str) -> Result<Option<Password>, ClientError> {
     let mut events = EventStream::new();
     let mut line = HiddenLine::default();
     let typed = loop {
-        match events.next().await {
+        let event = tokio::select! {
+            event = events.next() => event,
+            () = next_signal(&mut terminate) => break Typed::Cancelled,
+            () = next_signal(&mut hangup) => break Typed::Cancelled,
+        };
+        match event {
             Some(Ok(event)) => match line.feed(&event) {
                 Typed::More => {}
                 done => break done,

@@ -304,7 +304,7 @@ async fn leave(connection: &mut Connection) -> Result<EditEnd, ClientError> {
 }
 
 /// The next delivery of a signal; never, for one that has no handler.
-async fn next_signal(signal: &mut Option<Signal>) {
+pub(crate) async fn next_signal(signal: &mut Option<Signal>) {
     if let Some(signal) = signal
         && signal.recv().await.is_some()
     {
