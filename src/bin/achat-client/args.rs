@@ -72,15 +72,15 @@ pub(crate) struct ClientArgs {
     #[arg(long, value_name = "NAME", value_parser = parse_name)]
     pub(crate) name: Option<String>,
 
-    /// Connect with TLS, checking the server's certificate against the system's roots
-    /// (or --ca) and the host of ADDR (or --server-name).
-    #[arg(long)]
-    pub(crate) tls: bool,
-
     /// With --name: the password of a registered name is the first line of this file
     /// (keep it readable by you only). Without it: ACHAT_PASSWORD, or a prompt at a terminal.
     #[arg(long, value_name = "FILE", requires = "name")]
     pub(crate) password_file: Option<std::path::PathBuf>,
+
+    /// Connect with TLS, checking the server's certificate against the system's roots
+    /// (or --ca) and the host of ADDR (or --server-name).
+    #[arg(long)]
+    pub(crate) tls: bool,
 
     /// With --tls: trust the CA certificate(s) in this PEM file instead of the system's roots
     /// (a private CA, or a self-signed server certificate).
