@@ -11,7 +11,7 @@ use achat::accounts::{AccountsConfig, AccountsStore, BackoffPolicy, RatePolicy};
 use crate::util::{Binary, Client, TestServer, WAIT, start, start_with, test_config};
 
 /// A server keeping its accounts in `dir`.
-fn with_accounts(dir: &Path) -> Config {
+pub(crate) fn with_accounts(dir: &Path) -> Config {
     Config {
         accounts: AccountsConfig {
             store: AccountsStore::File(dir.join("accounts.sqlite3")),
@@ -58,7 +58,7 @@ async fn login_with_password(server: &TestServer, name: &str, password: &str) ->
 }
 
 /// Logs in as `name`, registers it with `password`, quits.
-async fn register(server: &TestServer, name: &str, password: &str) {
+pub(crate) async fn register(server: &TestServer, name: &str, password: &str) {
     let mut client = server.login(name).await;
     client.send(&format!("/register {password}")).await;
     client

@@ -37,6 +37,11 @@ pub const HELP: &[&str] = &[
 /// back for clients.
 pub(super) const WELCOME: &str = "welcome ";
 
+/// How the password prompt ends, after `'<name>`; read back by
+/// [`super::parse_server_line`], so a client that answers the prompt with a
+/// password (and hides it) sees the prompt as long as the server sends it.
+pub(super) const PASSWORD_WANTED_END: &str = "' is registered: send its password";
+
 /// A `server:` or `error:` line (or, for help, a few) that the server
 /// writes on its own account. Each variant is one text of
 /// `docs/PROTOCOL.md`; [`Reply::write_to`] spells them all.
@@ -235,10 +240,9 @@ impl Reply<'_> {
                 out,
                 "this node lost contact with the cluster, disconnecting; log in again in a moment",
             ),
-            Reply::PasswordWanted(name) => server(
-                out,
-                format_args!("'{name}' is registered: send its password"),
-            ),
+            Reply::PasswordWanted(name) => {
+                server(out, format_args!("'{name}{PASSWORD_WANTED_END}"))
+            }
             Reply::WrongPassword => error(out, "wrong password; send a name to log in"),
             Reply::TooManyWrongPasswords(wait) => error(
                 out,

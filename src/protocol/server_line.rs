@@ -1,7 +1,9 @@
 //! Reading the server's lines back: what a client needs to tell a relayed
-//! message from a notice, an error, or the welcome that ends a login.
+//! message from a notice, an error, the welcome that ends a login, or the
+//! prompt that asks for a registered name's password (a client hides the
+//! line that answers it).
 
-use super::reply::WELCOME;
+use super::reply::{PASSWORD_WANTED_END, WELCOME};
 
 /// A line written by the server, as a client reads it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,6 +18,12 @@ pub enum ServerLine<'a> {
     /// `server: welcome <name> ...`: the answer to a successful login.
     Welcome {
         /// The name the server registered.
+        name: &'a str,
+    },
+    /// `server: '<name>' is registered: send its password`: the next line
+    /// the client sends is taken as the password.
+    PasswordWanted {
+        /// The name as the client typed it.
         name: &'a str,
     },
     /// Any other `server: <text>`.
@@ -49,6 +57,13 @@ pub fn parse_server_line(line: &str) -> ServerLine<'_> {
             .and_then(|rest| rest.split_whitespace().next())
         {
             return ServerLine::Welcome { name };
+        }
+        if let Some(name) = text
+            .strip_prefix('\'')
+            .and_then(|rest| rest.strip_suffix(PASSWORD_WANTED_END))
+            .filter(|name| !name.is_empty())
+        {
+            return ServerLine::PasswordWanted { name };
         }
         return ServerLine::Server(text);
     }
@@ -112,6 +127,38 @@ mod tests {
                 text: "welcome x"
             }
         );
+    }
+
+    #[test]
+    fn the_password_prompt_the_server_writes_reads_back_with_its_name() {
+        for name in ["alice", "Zoë", "o'brien"] {
+            let prompt = Reply::PasswordWanted(name).to_bytes();
+            let line = std::str::from_utf8(&prompt).unwrap().trim_end();
+            assert_eq!(
+                parse_server_line(line),
+                ServerLine::PasswordWanted { name },
+                "{line}"
+            );
+        }
+        // Its neighbours are other server lines: only the prompt is
+        // answered with a hidden line.
+        let registered = Reply::Registered("alice").to_bytes();
+        let registered = std::str::from_utf8(&registered).unwrap().trim_end();
+        assert!(matches!(
+            parse_server_line(registered),
+            ServerLine::Server(_)
+        ));
+        for other in [
+            "server: '' is registered: send its password",
+            "server: 'alice' is registered: send its password now",
+            "error: 'alice' is registered: send its password",
+            "from alice: 'alice' is registered: send its password",
+        ] {
+            assert!(
+                !matches!(parse_server_line(other), ServerLine::PasswordWanted { .. }),
+                "{other}"
+            );
+        }
     }
 
     #[test]

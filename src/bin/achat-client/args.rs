@@ -37,12 +37,22 @@ until it closes, so `printf 'alice\\nbob: hi\\n' | achat-client` always delivers
 
 Without --name, the first line you send is your login name.
 
+Registered names: when the server asks for the password of a --name, the
+client sends the first line of --password-file FILE, or else the environment
+variable ACHAT_PASSWORD, or else (if standard input is a terminal) asks for it
+with nothing echoed; with none of them it exits 3. At the terminal without
+--name, the line typed after the server's password prompt is read the same
+way: not shown, not kept in the history. In a pipe the password is a line of
+the input like any other.
+
 Exit status:
   0  normal end (input ended, /quit, Ctrl-D or Ctrl-C)
   1  no server at ADDR, the TLS handshake failed (an untrusted certificate, say),
      the server closed or dropped the connection, or I/O failed
   2  usage error (a bad flag, ADDR or --name)
-  3  the server refused the --name login (it answered with anything but a welcome)";
+  3  the --name login did not happen: the server refused it (it answered with
+     anything but a welcome, a wrong password included), or the name is registered
+     and no password was given";
 
 /// `achat-client`: the command line.
 #[derive(Debug, Clone, PartialEq, Eq, Parser)]
@@ -61,6 +71,11 @@ pub(crate) struct ClientArgs {
     /// exit 3 if the server refuses it.
     #[arg(long, value_name = "NAME", value_parser = parse_name)]
     pub(crate) name: Option<String>,
+
+    /// With --name: the password of a registered name is the first line of this file
+    /// (keep it readable by you only). Without it: ACHAT_PASSWORD, or a prompt at a terminal.
+    #[arg(long, value_name = "FILE", requires = "name")]
+    pub(crate) password_file: Option<std::path::PathBuf>,
 
     /// Connect with TLS, checking the server's certificate against the system's roots
     /// (or --ca) and the host of ADDR (or --server-name).

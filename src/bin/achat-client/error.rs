@@ -48,6 +48,18 @@ pub(crate) enum ClientError {
     /// an `error:` line, or another `server:` line.
     #[error("login refused by the server: {0}")]
     LoginRefused(String),
+    /// A `--name` that is registered, and no password to answer with.
+    #[error(
+        "'{0}' is registered and asks for a password: give it with --password-file FILE \
+         or in the environment variable ACHAT_PASSWORD, or run at a terminal to type it"
+    )]
+    NoPassword(String),
+    /// Ctrl-C or Ctrl-D at the `--name` password prompt.
+    #[error("no password given (cancelled at the prompt)")]
+    PasswordCancelled,
+    /// The server did not answer the password within the wait.
+    #[error("no answer to the password within {0}s")]
+    NoPasswordAnswer(u64),
     /// Reading standard input failed.
     #[error("cannot read standard input: {0}")]
     Input(io::Error),
@@ -68,7 +80,9 @@ impl ClientError {
     pub(crate) fn exit_code(&self) -> u8 {
         match self {
             ClientError::Usage(_) => EXIT_USAGE,
-            ClientError::LoginRefused(_) => EXIT_LOGIN_REFUSED,
+            ClientError::LoginRefused(_)
+            | ClientError::NoPassword(_)
+            | ClientError::PasswordCancelled => EXIT_LOGIN_REFUSED,
             _ => EXIT_CONNECTION,
         }
     }
@@ -83,6 +97,10 @@ mod tests {
     fn exit_codes() {
         assert_eq!(
             ClientError::LoginRefused("taken".into()).exit_code(),
+            EXIT_LOGIN_REFUSED
+        );
+        assert_eq!(
+            ClientError::NoPassword("alice".into()).exit_code(),
             EXIT_LOGIN_REFUSED
         );
         assert_eq!(ClientError::Closed.exit_code(), EXIT_CONNECTION);

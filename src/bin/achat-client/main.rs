@@ -29,6 +29,8 @@
 //!   of bounded size;
 //! - [`tls`]: `--tls`: the certificates trusted, the handshake;
 //! - [`login`]: the `--name` login, and how an answer to it is read;
+//! - [`password`]: answering a registered name's password prompt, with the
+//!   password never shown, logged or kept;
 //! - [`quit`]: recognising `/quit` as the server does;
 //! - [`render`]: what is printed, and how: the server's lines on standard
 //!   output, the client's own on standard error;
@@ -41,12 +43,13 @@
 //! | 0 | normal end: input ended (pipe mode), `/quit`, Ctrl-D or Ctrl-C, and the server closed after answering |
 //! | 1 | connection or I/O problem: no server at the address, a failed TLS handshake (an untrusted certificate, or one for another name), the server closed the connection on its own or dropped it, standard input or output failed |
 //! | 2 | usage error: a bad flag, an address that is not `HOST:PORT`, or a `--name` that cannot be a name (blank, with a line break, or starting with `/`, which starts a command); a bad address or name is said in one line, like the client's other messages, anything else in clap's words, with the usage |
-//! | 3 | the server refused the `--name` login: its first answer was an `error:` line, or a `server:` line other than the welcome |
+//! | 3 | the `--name` login did not happen: the server's answer to the name (or to its password) was an `error:` line, or a `server:` line other than the welcome; or the name is registered and no password was given (none in `--password-file` or `ACHAT_PASSWORD`, no terminal to type it at, or Ctrl-C at the prompt) |
 
 mod args;
 mod connection;
 mod error;
 mod login;
+mod password;
 mod pipe;
 mod quit;
 mod render;
@@ -59,7 +62,7 @@ use std::process::ExitCode;
 use crate::args::{ClientArgs, EXIT_OK};
 use crate::connection::Connection;
 use crate::error::ClientError;
-use crate::login::log_in;
+use crate::login::{PasswordFrom, log_in};
 use crate::pipe::pipe_session;
 use crate::render::{Look, Printer, say};
 use crate::terminal::terminal_session;
@@ -84,7 +87,12 @@ fn run(args: ClientArgs) -> Result<(), ClientError> {
         .enable_all()
         .build()
         .map_err(ClientError::Start)?;
-    let mode = Mode::choose(io::stdin().is_terminal(), io::stdout().is_terminal());
+    let stdin_is_terminal = io::stdin().is_terminal();
+    let mode = Mode::choose(stdin_is_terminal, io::stdout().is_terminal());
+    let passwords = PasswordFrom {
+        file: args.password_file.as_deref(),
+        stdin_is_terminal,
+    };
     let name = args.name.as_deref();
     let tls = args
         .tls
@@ -97,7 +105,7 @@ fn run(args: ClientArgs) -> Result<(), ClientError> {
         // line of input.
         let mut printer = Printer::new(Look::detect());
         if let Some(name) = name {
-            log_in(&mut connection, name, &mut printer).await?;
+            log_in(&mut connection, name, passwords, &mut printer).await?;
         }
         match mode {
             Mode::Pipe => pipe_session(connection, printer).await,

@@ -186,12 +186,14 @@ pub(crate) fn paint(line: &str) -> String {
                 sender_style.render_reset()
             )
         }
-        ServerLine::Welcome { .. } | ServerLine::Server(_) => write!(
-            out,
-            "{}{line}{}",
-            server_style.render(),
-            server_style.render_reset()
-        ),
+        ServerLine::Welcome { .. } | ServerLine::PasswordWanted { .. } | ServerLine::Server(_) => {
+            write!(
+                out,
+                "{}{line}{}",
+                server_style.render(),
+                server_style.render_reset()
+            )
+        }
         ServerLine::Error(_) => write!(
             out,
             "{}{line}{}",
