@@ -8,13 +8,13 @@
 //! a terminal, the keyboard with nothing echoed. Without any of them a
 //! `--name` login ends with exit 3 and a line saying how to give one.
 //!
-//! At the keyboard the password is read key by key from crossterm's event
-//! stream, in raw mode: the terminal echoes nothing, and [`HiddenLine`]
+//! At the keyboard the password is read key by key with crossterm, in raw
+//! mode: the terminal echoes nothing, and [`HiddenLine`]
 //! prints nothing either (not even `*`, which would tell its length). Raw
 //! mode rather than echo-off line mode (what `rpassword` does) because in
 //! raw mode Ctrl-C is a key, not a SIGINT that would kill the client with
-//! echo still off; and because terminal mode reads its keys from the same
-//! event stream, so one reader serves both. The line never enters the line
+//! echo still off; and because terminal mode reads its keys through
+//! crossterm too, so one reader serves both. The line never enters the line
 //! editor, so it is neither drawn on the screen nor kept in its history.
 //!
 //! A password is held in a [`Password`], which is wiped from memory when
@@ -25,8 +25,7 @@ use std::fmt;
 use std::io::{self, BufRead as _, Read as _, Write as _};
 use std::path::Path;
 
-use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
-use futures_util::StreamExt as _;
+use crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use tokio::signal::unix::{SignalKind, signal};
 use zeroize::Zeroizing;
 
@@ -234,22 +233,32 @@ pub(crate) async fn ask(name: &str) -> Result<Option<Password>, ClientError> {
     let mut stderr = io::stderr();
     let _ = write!(stderr, "{}", prompt(name));
     let _ = stderr.flush();
-    let mut events = EventStream::new();
-    let mut line = HiddenLine::default();
-    let typed = loop {
-        let event = tokio::select! {
-            event = events.next() => event,
-            () = next_signal(&mut terminate) => break Typed::Cancelled,
-            () = next_signal(&mut hangup) => break Typed::Cancelled,
-        };
-        match event {
-            Some(Ok(event)) => match line.feed(&event) {
-                Typed::More => {}
-                done => break done,
-            },
-            Some(Err(e)) => return Err(ClientError::Terminal(e.to_string())),
-            None => break Typed::Cancelled,
+    // Read with crossterm's blocking `read` on a thread of its own, not an
+    // `EventStream`: a stream leaves a thread behind that waits for the
+    // next key after the stream is gone, and under load the editor started
+    // after the login lost the first key it should have had (a Ctrl-D
+    // typed at the `alice>` prompt never reached it). This thread ends
+    // with the Enter (or Ctrl-C/Ctrl-D) that ends the line.
+    let keys = tokio::task::spawn_blocking(|| {
+        let mut line = HiddenLine::default();
+        loop {
+            match crossterm::event::read() {
+                Ok(event) => match line.feed(&event) {
+                    Typed::More => {}
+                    done => return Ok((done, line)),
+                },
+                Err(e) => return Err(ClientError::Terminal(e.to_string())),
+            }
         }
+    });
+    let (typed, line) = tokio::select! {
+        keys = keys => match keys {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => (Typed::Cancelled, HiddenLine::default()),
+        },
+        () = next_signal(&mut terminate) => (Typed::Cancelled, HiddenLine::default()),
+        () = next_signal(&mut hangup) => (Typed::Cancelled, HiddenLine::default()),
     };
     // Raw mode: a line break is "\r\n".
     let _ = write!(stderr, "\r\n");
