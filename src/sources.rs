@@ -5,7 +5,8 @@
 //! usually holds a whole /64 and can pick any address in it, so counting
 //! per IPv6 address would limit nothing. An IPv4 address mapped into IPv6
 //! (`::ffff:a.b.c.d`, what a dual-stack listener reports) counts as that
-//! IPv4 address.
+//! IPv4 address. The login rate and the wrong-password back-off
+//! (`accounts/`) count by the same [`Source`].
 //!
 //! The accept loop takes a [`SourceGuard`] per connection and the session
 //! holds it (in its [`ConnectionSlot`](crate::session::ConnectionSlot));

@@ -9,7 +9,6 @@
 use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 /// How failures turn into waiting.
@@ -199,24 +198,6 @@ pub(crate) fn make_room<K: Hash + Eq, V>(
     }
 }
 
-/// The key an address is counted by: IPv4 addresses (and IPv4 mapped into
-/// IPv6) as they are, IPv6 by their /64 prefix, which is what one host or
-/// one customer is usually given: counting whole IPv6 addresses would let
-/// one host take 2^64 of them.
-pub fn address_key(addr: IpAddr) -> IpAddr {
-    match addr {
-        IpAddr::V4(_) => addr,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => {
-                let mut segments = v6.segments();
-                segments[4..].fill(0);
-                IpAddr::V6(segments.into())
-            }
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,18 +271,5 @@ mod tests {
         }
         assert!(b.check(&999, t0 + S * 999).is_err(), "the newest is kept");
         assert_eq!(b.check(&0, t0 + S * 999), Ok(()));
-    }
-
-    #[test]
-    fn ipv6_is_counted_by_its_64_prefix() {
-        let a: IpAddr = "2001:db8:1:2:3:4:5:6".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
-        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(address_key(a), address_key(b));
-        assert_ne!(address_key(a), address_key(c));
-        let mapped: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
-        assert_eq!(address_key(mapped), "10.1.2.3".parse::<IpAddr>().unwrap());
-        let v4: IpAddr = "127.0.0.2".parse().unwrap();
-        assert_eq!(address_key(v4), v4);
     }
 }

@@ -31,7 +31,6 @@ mod registered;
 pub mod sqlite;
 pub mod store;
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -51,7 +50,8 @@ pub use store::{Account, Store, StoreError};
 
 use crate::messages::accounts::{AccountAnswer, AccountError, AccountOp, AccountRequest};
 use crate::protocol::{fold_name, spelling};
-use backoff::{Backoff, address_key};
+use crate::sources::Source;
+use backoff::Backoff;
 
 /// The accounts file `achat-server` uses unless told otherwise, in its
 /// working directory.
@@ -117,7 +117,7 @@ pub struct Accounts {
     /// login costs no database call. `None` for the cluster's store.
     index: Option<Arc<RegisteredNames>>,
     per_name: Backoff<String>,
-    per_address: Backoff<IpAddr>,
+    per_address: Backoff<Source>,
     hashing: Arc<Semaphore>,
     waiting: Arc<Semaphore>,
     lookups: Arc<Semaphore>,
@@ -150,7 +150,7 @@ impl Accounts {
     /// password turns out right: checks running side by side see each
     /// other, so a hundred connections guessing at once get no more free
     /// guesses than one.
-    fn charge(&mut self, folded: &str, from: IpAddr, now: Instant) -> Result<(), AccountError> {
+    fn charge(&mut self, folded: &str, from: Source, now: Instant) -> Result<(), AccountError> {
         let name_wait = self.per_name.check(folded, now).err();
         let address_wait = self.per_address.check(&from, now).err();
         if let Some(wait) = name_wait.max(address_wait) {
@@ -167,7 +167,7 @@ impl Accounts {
     fn settle(
         &mut self,
         folded: &str,
-        from: IpAddr,
+        from: Source,
         outcome: &Result<AccountAnswer, AccountError>,
     ) {
         match outcome {
@@ -194,7 +194,7 @@ impl Handler<AccountRequest> for Accounts {
     fn handle(&mut self, msg: AccountRequest, _: &mut Context<Self>) -> Self::Result {
         let AccountRequest { from, name, op } = msg;
         let folded = fold_name(&name);
-        let from = address_key(from);
+        let from = Source::from(from);
         let checks = op.checks_password();
         if let (AccountOp::Lookup, Some(index)) = (&op, &self.index) {
             return Box::pin(fut::ready(Ok(match index.contains(&folded) {

@@ -14,7 +14,8 @@ use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use super::backoff::{MAX_TRACKED, address_key, make_room};
+use super::backoff::{MAX_TRACKED, make_room};
+use crate::sources::Source;
 
 /// How fast one address may ask for logins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,7 +62,7 @@ struct Bucket {
 #[derive(Debug)]
 pub struct Buckets {
     policy: RatePolicy,
-    buckets: HashMap<IpAddr, Bucket>,
+    buckets: HashMap<Source, Bucket>,
     max_entries: usize,
 }
 
@@ -78,7 +79,7 @@ impl Buckets {
     /// Takes a token for `addr`, or says how long until one is there.
     pub fn take(&mut self, addr: IpAddr, now: Instant) -> Result<(), Duration> {
         let policy = self.policy;
-        let key = address_key(addr);
+        let key = Source::from(addr);
         if !self.buckets.contains_key(&key) && self.buckets.len() >= self.max_entries {
             // A bucket that has refilled is the same as no bucket.
             make_room(&mut self.buckets, self.max_entries, |b: &Bucket| {
