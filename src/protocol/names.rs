@@ -12,9 +12,7 @@
 
 use std::sync::{Arc, LazyLock};
 
-use unicode_normalization::UnicodeNormalization;
-
-use super::fold::Folded;
+use super::fold::{Folded, spelling};
 use super::text::{is_invisible, is_visible};
 
 /// Names a client may not take, compared folded (so `Server` and `ѕerver`
@@ -75,7 +73,7 @@ impl LoginName {
     /// rules apply to its NFC spelling, the one kept and shown, so `zoë`
     /// counts three characters however it was typed.
     pub fn new(typed: &str) -> Result<Self, NameError> {
-        let spelling: String = typed.nfc().collect();
+        let spelling = spelling(typed);
         check_characters(&spelling)?;
         let folded = Folded::of(&spelling);
         // Nothing survives folding (only default-ignorables, say): it
