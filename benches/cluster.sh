@@ -121,7 +121,7 @@ start_nodes() {
     for k in 0 1 2; do
         local port
         port=$(free_port)
-        RUST_LOG=warn "$achat" --bind "127.0.0.1:$port" \
+        RUST_LOG=warn "$achat" --bind "127.0.0.1:$port" --http 127.0.0.1:0 \
             --cluster "nats://127.0.0.1:${client_ports[$k]}" \
             --cluster-name "$name" --node-id "node$k" "${node_args[@]}" \
             > "$out/$name-node$k.log" 2>&1 &
@@ -176,7 +176,7 @@ for r in $(seq "$runs"); do
     run "ring-cluster-run$r" "${ring[@]}" --addr "$node_addrs" \
         --server-pid "$node_pid_list" --aux-pid "$nats_pid_list"
     stop_nodes
-    start_single "ring-single-run$r" RUST_LOG=warn "$achat" --bind
+    start_single "ring-single-run$r" RUST_LOG=warn "$achat" --http 127.0.0.1:0 --bind
     run "ring-single-run$r" "${ring[@]}" --addr "$single_addr" --server-pid "$single_pid"
     stop_single
     start_single "ring-baseline-run$r" "$baseline"

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 out=target/hostile
 mkdir -p "$out"
 : "${OLD:?set OLD to the server to compare against}"
-A='RUST_LOG=warn target/release/achat-server --bind 127.0.0.1:{port} --workers 2'
+A='RUST_LOG=warn target/release/achat-server --bind 127.0.0.1:{port} --http 127.0.0.1:0 --workers 2'
 B="RUST_LOG=warn $OLD --bind 127.0.0.1:{port} --workers 2"
 runs=${RUNS:-3}
 summary='^ *target '

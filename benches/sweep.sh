@@ -13,7 +13,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=target/sweep
 mkdir -p "$out"
-A='RUST_LOG=warn target/release/achat-server --bind 127.0.0.1:{port}'
+A='RUST_LOG=warn target/release/achat-server --bind 127.0.0.1:{port} --http 127.0.0.1:0'
 B='target/baselines/release/tokio-achat 127.0.0.1:{port}'
 L="cargo bench --bench load --"
 runs=${RUNS:-3}

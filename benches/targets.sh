@@ -11,7 +11,7 @@
 #                                # reports under target/targets-vs-old/
 set -euo pipefail
 cd "$(dirname "$0")/.."
-A='RUST_LOG=warn target/release/achat-server --bind 127.0.0.1:{port}'
+A='RUST_LOG=warn target/release/achat-server --bind 127.0.0.1:{port} --http 127.0.0.1:0'
 if [ -n "${OLD:-}" ]; then
     out=target/targets-vs-old
     B="RUST_LOG=warn $OLD --bind 127.0.0.1:{port}"

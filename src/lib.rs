@@ -44,6 +44,8 @@
 //! - [`cluster`]: cluster mode over NATS: the [`cluster::Cluster`] actor
 //!   (on an arbiter of its own) that carries lines and presence between
 //!   nodes, and the name service on JetStream;
+//! - [`web`]: the web listener on actix-web: the browser client, chat over
+//!   WebSocket, `/healthz`;
 //!
 //! `achat-server` (`src/bin/achat-server.rs`) is thin: parse the command
 //! line, set up logging, bind, call the library. `achat-client`
@@ -67,6 +69,7 @@ pub mod sources;
 pub mod tcp;
 pub mod tls;
 pub mod transport;
+pub mod web;
 
 pub use broker::Broker;
 pub use config::Config;

@@ -26,6 +26,9 @@
 //!    all dropped means all gone) or the grace is up, the arbiters stop.
 
 mod accept;
+mod gate;
+
+pub use gate::{Gate, Refusal};
 
 use std::future::Future;
 use std::io;
@@ -37,7 +40,7 @@ use actix::prelude::*;
 use log::{error, info, warn};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, oneshot};
 use tokio_rustls::TlsAcceptor;
 
 use crate::accounts::LoginRate;
@@ -46,7 +49,6 @@ use crate::cluster::{Cluster, ClusterStop};
 use crate::config::Config;
 use crate::messages::{BrokerLink, RosterGauge, Shutdown};
 use crate::session::{SessionEnv, SessionLimits};
-use crate::sources::SourceCounts;
 use accept::{Acceptor, Listening, MAX_REFUSALS_IN_FLIGHT};
 
 /// Length of the listen queue asked for (the kernel caps it at
@@ -83,6 +85,9 @@ pub struct Listeners {
     /// TLS (`--tls-bind`), with the acceptor holding the certificate
     /// ([`crate::tls::load_acceptor`]).
     pub tls: Option<(StdTcpListener, TlsAcceptor)>,
+    /// The web listener (`--http`): the web client, `/ws`, `/metrics`;
+    /// HTTPS with the TLS listener's certificate when there is one.
+    pub http: Option<StdTcpListener>,
 }
 
 impl From<StdTcpListener> for Listeners {
@@ -90,6 +95,7 @@ impl From<StdTcpListener> for Listeners {
         Listeners {
             plain: Some(plain),
             tls: None,
+            http: None,
         }
     }
 }
@@ -102,7 +108,16 @@ impl Listeners {
         Ok((plain.transpose()?, tls.transpose()?))
     }
 
-    /// Registers the listeners with the current runtime.
+    /// The web listener's address.
+    pub fn http_addr(&self) -> io::Result<Option<SocketAddr>> {
+        self.http
+            .as_ref()
+            .map(StdTcpListener::local_addr)
+            .transpose()
+    }
+
+    /// Registers the chat listeners with the current runtime (the web
+    /// listener goes to actix-web).
     fn register(self) -> io::Result<Listening> {
         let register = |listener: StdTcpListener| {
             listener.set_nonblocking(true)?;
@@ -134,8 +149,9 @@ pub async fn run(
             "achat::server::run needs a running actix System",
         ));
     }
-    let listeners: Listeners = listeners.into();
+    let mut listeners: Listeners = listeners.into();
     let (plain_addr, tls_addr) = listeners.local_addrs()?;
+    let http = listeners.http.take();
     if plain_addr.is_none() && tls_addr.is_none() {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -217,17 +233,40 @@ pub async fn run(
         }
     );
 
+    let (gate, mut all_gone) = Gate::new(
+        config.max_connections,
+        config.max_connections_per_ip,
+        session_env,
+    );
+    let web = match http {
+        Some(listener) => {
+            let addr = listener.local_addr()?;
+            let tls = listening.tls.as_ref().map(|(_, acceptor)| acceptor.clone());
+            let scheme = if tls.is_some() { "https" } else { "http" };
+            let state = crate::web::WebState {
+                gate: gate.clone(),
+                origins: crate::web::Origins::new(config.allowed_origins.clone()),
+                secure: tls.is_some(),
+            };
+            let server =
+                crate::web::start(listener, tls, state, workers.len(), config.max_connections)?;
+            info!("web client on {scheme}://{addr}/");
+            let handle = server.handle();
+            actix::spawn(async move {
+                if let Err(e) = server.await {
+                    error!("web listener: {e}");
+                }
+            });
+            Some(handle)
+        }
+        None => None,
+    };
     let refusals = Arc::new(Semaphore::new(MAX_REFUSALS_IN_FLIGHT as usize));
     let acceptor = Acceptor {
-        slots: Arc::new(Semaphore::new(config.max_connections)),
-        max_connections: config.max_connections,
-        sources: SourceCounts::new(config.max_connections_per_ip),
+        gate: gate.clone(),
         refusals: refusals.clone(),
-        alive: mpsc::channel(1),
-        session_env,
-        next_id: 0,
     };
-    let (alive, mut all_gone) = acceptor.accept_until(listening, &workers, shutdown).await;
+    acceptor.accept_until(listening, &workers, shutdown).await;
 
     // Shutdown. The listener is closed: nothing new comes in.
     let started = Instant::now();
@@ -240,7 +279,6 @@ pub async fn run(
     if tokio::time::timeout_at(deadline, goodbye).await.is_err() {
         warn!("shutdown: the broker did not finish in time");
     }
-    drop(alive);
     // `recv` yields `None` once every session has dropped its sender.
     if tokio::time::timeout_at(deadline, all_gone.recv())
         .await
@@ -253,6 +291,11 @@ pub async fn run(
     let refused = refusals.acquire_many(MAX_REFUSALS_IN_FLIGHT);
     if tokio::time::timeout_at(deadline, refused).await.is_err() {
         warn!("shutdown: grace period over; closing connections still being turned away");
+    }
+    if let Some(web) = web {
+        // Its WebSocket sessions are gone (they are sessions); what is
+        // left is plain HTTP, closed now.
+        web.stop(false).await;
     }
     let mut arbiters = vec![broker_arbiter];
     arbiters.extend(accounts.map(|(arbiter, _)| arbiter));
@@ -313,6 +356,7 @@ impl ShutdownSignals {
 pub struct ServerHandle {
     local_addr: SocketAddr,
     tls_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     done: Option<oneshot::Receiver<io::Result<()>>>,
 }
@@ -322,6 +366,7 @@ pub struct ServerHandle {
 pub fn spawn(listeners: impl Into<Listeners>, config: Config) -> io::Result<ServerHandle> {
     let listener: Listeners = listeners.into();
     let (plain_addr, tls_addr) = listener.local_addrs()?;
+    let http_addr = listener.http_addr()?;
     let Some(local_addr) = plain_addr.or(tls_addr) else {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -346,6 +391,7 @@ pub fn spawn(listeners: impl Into<Listeners>, config: Config) -> io::Result<Serv
     Ok(ServerHandle {
         local_addr,
         tls_addr,
+        http_addr,
         stop: Some(stop),
         done: Some(done),
     })
@@ -361,6 +407,11 @@ impl ServerHandle {
     /// The address of the TLS listener, if there is one.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls_addr
+    }
+
+    /// The address of the web listener, if there is one.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
     }
 
     /// Shuts the server down gracefully and waits until it has finished.

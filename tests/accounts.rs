@@ -312,7 +312,7 @@ async fn a_corrupt_or_unusable_accounts_file_stops_the_server_at_start() {
         (&missing, "cannot open or create it"),
     ] {
         let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_achat-server"))
-            .args(["--bind", "127.0.0.1:0", "--accounts"])
+            .args(["--bind", "127.0.0.1:0", "--http", "off", "--accounts"])
             .arg(file)
             .env("RUST_LOG", "off")
             .kill_on_drop(true)

@@ -268,7 +268,7 @@ async fn nats_unreachable_at_start_is_a_clear_error_and_a_failed_exit() {
         .unwrap()
         .port();
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_achat-server"))
-        .args(["--bind", "127.0.0.1:0", "--cluster"])
+        .args(["--bind", "127.0.0.1:0", "--http", "off", "--cluster"])
         .arg(format!("nats://127.0.0.1:{port}"))
         .env("RUST_LOG", "off")
         .kill_on_drop(true)

@@ -98,6 +98,7 @@ impl TlsServer {
         let certs = Certs::new();
         let acceptor = achat::tls::load_acceptor(&certs.cert(), &certs.key()).unwrap();
         let listeners = Listeners {
+            http: None,
             plain: Some(achat::server::bind("127.0.0.1:0").unwrap()),
             tls: Some((achat::server::bind("127.0.0.1:0").unwrap(), acceptor)),
         };

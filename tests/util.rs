@@ -20,6 +20,8 @@ pub const WAIT: Duration = Duration::from_secs(10);
 pub struct TestServer {
     handle: Option<ServerHandle>,
     pub addr: SocketAddr,
+    /// The web listener's address (see [`start_web`]).
+    pub http_addr: Option<SocketAddr>,
 }
 
 /// The configuration tests start from: two workers, no limit on the
@@ -48,6 +50,24 @@ pub fn start_with(config: Config) -> TestServer {
     let handle = achat::spawn(listener, config).expect("spawn server");
     TestServer {
         addr: handle.local_addr(),
+        http_addr: None,
+        handle: Some(handle),
+    }
+}
+
+/// Starts a server with `config` on a free port of 127.0.0.1, with its
+/// web listener on another.
+pub fn start_web(config: Config) -> TestServer {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let listeners = achat::server::Listeners {
+        plain: Some(achat::server::bind("127.0.0.1:0").expect("bind")),
+        tls: None,
+        http: Some(achat::server::bind("127.0.0.1:0").expect("bind")),
+    };
+    let handle = achat::spawn(listeners, config).expect("spawn server");
+    TestServer {
+        addr: handle.local_addr(),
+        http_addr: handle.http_addr(),
         handle: Some(handle),
     }
 }
@@ -302,6 +322,8 @@ pub struct Binary {
     pub addr: SocketAddr,
     /// The TLS listener's address, given `--tls-bind`.
     pub tls_addr: Option<SocketAddr>,
+    /// The web listener's address, given `--http` (off by default here).
+    pub http_addr: Option<SocketAddr>,
     stderr: std::sync::Arc<std::sync::Mutex<String>>,
     logged: std::sync::Arc<tokio::sync::Notify>,
     /// Collects standard error; ends when the server has closed it.
@@ -345,6 +367,9 @@ impl Binary {
         if !has("--bind") {
             command.args(["--bind", "127.0.0.1:0"]);
         }
+        if !has("--http") {
+            command.args(["--http", "off"]);
+        }
         if !has("--max-connections-per-ip") {
             command.args(["--max-connections-per-ip", "0"]);
         }
@@ -381,6 +406,7 @@ impl Binary {
                 .expect("read stdout");
             line.trim()
                 .strip_prefix(prefix)
+                .map(|rest| rest.trim_end_matches('/'))
                 .unwrap_or_else(|| panic!("expected {prefix:?}..., got {line:?}"))
                 .parse::<SocketAddr>()
                 .expect("an address")
@@ -395,11 +421,19 @@ impl Binary {
         } else {
             None
         };
+        let http_addr = match args.iter().position(|a| *a == "--http") {
+            Some(i) if args.get(i + 1) != Some(&"off") => {
+                let scheme = if tls_addr.is_some() { "https" } else { "http" };
+                Some(listening(&format!("web client on {scheme}://")).await)
+            }
+            _ => None,
+        };
         let addr = plain.or(tls_addr).expect("a listener");
         Binary {
             child,
             addr,
             tls_addr,
+            http_addr,
             stderr,
             logged,
             collector,

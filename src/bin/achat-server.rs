@@ -12,7 +12,10 @@ use achat::server::ShutdownSignals;
 
 fn main() -> ExitCode {
     let args = ServerArgs::parse();
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("info,actix_server=warn"),
+    )
+    .init();
     return_freed_memory_promptly();
 
     let mut config = match args.config() {
@@ -73,11 +76,16 @@ fn main() -> ExitCode {
     else {
         return ExitCode::FAILURE;
     };
+    let Ok(http) = listen.http.as_deref().map(bind).transpose() else {
+        return ExitCode::FAILURE;
+    };
     let plain_addr = plain.as_ref().map(|(addr, _)| *addr);
     let tls_addr = tls.as_ref().map(|((addr, _), _)| *addr);
+    let http_addr = http.as_ref().map(|(addr, _)| *addr);
     let listeners = achat::server::Listeners {
         plain: plain.map(|(_, listener)| listener),
         tls: tls.map(|((_, listener), acceptor)| (listener, acceptor)),
+        http: http.map(|(_, listener)| listener),
     };
 
     let runtime = match tokio::runtime::Builder::new_current_thread()
@@ -103,6 +111,10 @@ fn main() -> ExitCode {
         }
         if let Some(addr) = tls_addr {
             println!("listening (TLS) on {addr}");
+        }
+        if let Some(addr) = http_addr {
+            let scheme = if tls_addr.is_some() { "https" } else { "http" };
+            println!("web client on {scheme}://{addr}/");
         }
         let _ = std::io::stdout().flush();
         achat::server::run(listeners, config, signals.recv()).await

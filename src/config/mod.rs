@@ -44,6 +44,9 @@ pub struct Config {
     pub accounts: AccountsConfig,
     /// Login attempts allowed per source address.
     pub login_rate: RatePolicy,
+    /// Origins, besides the server's own, whose pages may open a chat
+    /// connection on `/ws` (`--allowed-origin`).
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Config {
@@ -61,6 +64,7 @@ impl Default for Config {
             cluster: None,
             accounts: AccountsConfig::default(),
             login_rate: RatePolicy::DEFAULT,
+            allowed_origins: Vec::new(),
         }
     }
 }
@@ -89,6 +93,14 @@ pub struct ServerArgs {
     /// The TLS certificate's private key, PEM (PKCS#8, PKCS#1 or SEC1).
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+
+    /// Address for the web client, /ws and /metrics (HTTPS with --tls-cert); "off": no web.
+    #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
+    pub http: String,
+
+    /// An origin (scheme://host[:port]) whose pages may open /ws besides the server's own; repeatable.
+    #[arg(long = "allowed-origin", value_name = "ORIGIN")]
+    pub allowed_origins: Vec<String>,
 
     /// Worker threads for the sessions [default: number of CPUs].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
@@ -164,6 +176,9 @@ pub struct ListenConfig {
     pub plain: Option<String>,
     /// TLS (`--tls-bind`, `--tls-cert`, `--tls-key`).
     pub tls: Option<TlsListen>,
+    /// The web listener (`--http`); `None` for `--http off`. It serves
+    /// HTTPS with the TLS listener's certificate when there is one.
+    pub http: Option<String>,
 }
 
 /// The TLS listener's settings.
@@ -207,6 +222,14 @@ pub enum ConfigError {
         /// What is wrong with it.
         why: keys::IdError,
     },
+    /// An `--allowed-origin` that is not an origin.
+    #[error("--allowed-origin {origin}: {why}")]
+    BadOrigin {
+        /// The value given.
+        origin: String,
+        /// What is wrong with it.
+        why: crate::web::OriginError,
+    },
     /// The cap for all connections is below the cap for one.
     #[error(
         "--max-total-outbox-bytes ({total}) must be at least --max-outbox-bytes ({outbox}), or one reader could pass it alone"
@@ -245,7 +268,8 @@ impl ServerArgs {
         if plain.is_none() && tls.is_none() {
             return Err(ConfigError::NoListener);
         }
-        Ok(ListenConfig { plain, tls })
+        let http = (self.http != "off").then(|| self.http.clone());
+        Ok(ListenConfig { plain, tls, http })
     }
 
     /// The validated configuration.
@@ -287,7 +311,18 @@ impl ServerArgs {
             "off" => AccountsStore::Off,
             path => AccountsStore::File(path.into()),
         };
+        let allowed_origins = self
+            .allowed_origins
+            .iter()
+            .map(|origin| {
+                crate::web::normalize_origin(origin).map_err(|why| ConfigError::BadOrigin {
+                    origin: origin.clone(),
+                    why,
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Config {
+            allowed_origins,
             cluster,
             accounts: AccountsConfig {
                 store,

@@ -73,6 +73,7 @@ fn every_flag() {
         c,
         Config {
             workers: 3,
+            allowed_origins: Vec::new(),
             max_connections: 10,
             max_connections_per_ip: 0,
             max_line_bytes: 100,
@@ -123,9 +124,11 @@ fn tls_takes_all_three_flags_and_bind_off_needs_it() {
         listen(&[]),
         Ok(ListenConfig {
             plain: Some("127.0.0.1:8080".into()),
-            tls: None
+            tls: None,
+            http: Some("127.0.0.1:8081".into()),
         })
     );
+    assert_eq!(listen(&["--http", "off"]).unwrap().http, None);
     let tls = [
         "--tls-bind",
         "[::]:6697",
@@ -178,4 +181,23 @@ fn nonsense_is_refused() {
         small.config(),
         Err(ConfigError::OutboxTooSmall { .. })
     ));
+}
+
+#[test]
+fn allowed_origins_are_checked_and_kept_in_one_spelling() {
+    let config = args(&[
+        "--allowed-origin",
+        "https://Chat.Example.com/",
+        "--allowed-origin",
+        "http://localhost:3000",
+    ])
+    .unwrap()
+    .config()
+    .unwrap();
+    assert_eq!(
+        config.allowed_origins,
+        vec!["https://chat.example.com", "http://localhost:3000"]
+    );
+    let bad = args(&["--allowed-origin", "chat.example.com"]).unwrap();
+    assert!(matches!(bad.config(), Err(ConfigError::BadOrigin { .. })));
 }

@@ -17,16 +17,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use log::{debug, error, info, warn};
+use log::{debug, error, warn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 
+use super::gate::{Gate, Refusal};
 use crate::messages::ConnId;
-use crate::protocol::Reply;
 use crate::session::{ConnectionSlot, Session, SessionEnv};
-use crate::sources::SourceCounts;
 use crate::transport::{Stream, adopt};
 
 /// How long to wait before accepting again after an accept error (for
@@ -48,18 +47,10 @@ pub(super) struct Listening {
 
 /// The accept loop's state.
 pub(super) struct Acceptor {
-    /// One permit per connection allowed (`--max-connections`).
-    pub(super) slots: Arc<Semaphore>,
-    pub(super) max_connections: usize,
-    /// Open connections per source address (`--max-connections-per-ip`).
-    pub(super) sources: Arc<SourceCounts>,
+    /// Admission, shared with the web listener.
+    pub(super) gate: Arc<Gate>,
     /// Bounds the connections being refused at once.
     pub(super) refusals: Arc<Semaphore>,
-    /// Every session holds a clone of the sender; the server waits for the
-    /// receiver to see all of them dropped.
-    pub(super) alive: (mpsc::Sender<()>, mpsc::Receiver<()>),
-    pub(super) session_env: Arc<SessionEnv>,
-    pub(super) next_id: ConnId,
 }
 
 /// Which listener a connection came in on.
@@ -70,14 +61,14 @@ enum Via {
 }
 
 impl Acceptor {
-    /// Accepts connections until `shutdown` completes; returns the "alive"
-    /// channel to wait on.
+    /// Accepts connections until `shutdown` completes, then closes the
+    /// gate (for the web listener too).
     pub(super) async fn accept_until(
-        mut self,
+        self,
         listening: Listening,
         workers: &[Arbiter],
         shutdown: impl Future<Output = ()>,
-    ) -> (mpsc::Sender<()>, mpsc::Receiver<()>) {
+    ) {
         tokio::pin!(shutdown);
         let tls = listening.tls.as_ref().map(|(_, acceptor)| acceptor.clone());
         loop {
@@ -104,12 +95,12 @@ impl Acceptor {
                 }
             }
         }
+        self.gate.close();
         // TLS connections still queued are closed with their listener:
         // turning them away politely would take a handshake each.
         if let Some(plain) = listening.plain {
             self.turn_away_queued(plain);
         }
-        self.alive
     }
 
     /// Connections that completed their handshake before the shutdown but
@@ -134,19 +125,15 @@ impl Acceptor {
     /// Starts a session for `stream` on the next worker (after a TLS
     /// handshake there, given an acceptor), or refuses it.
     fn place(
-        &mut self,
+        &self,
         stream: TcpStream,
         peer: SocketAddr,
         tls: Option<TlsAcceptor>,
         workers: &[Arbiter],
     ) {
-        let Some(source) = self.sources.admit(peer.ip()) else {
-            self.turn_away(stream, peer, Refusal::TooManyFromSource, tls.is_some());
-            return;
-        };
-        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
-            self.turn_away(stream, peer, Refusal::Full, tls.is_some());
-            return;
+        let (id, slot) = match self.gate.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(why) => return self.turn_away(stream, peer, why, tls.is_some()),
         };
         let stream = match stream.into_std() {
             Ok(stream) => stream,
@@ -155,14 +142,7 @@ impl Acceptor {
                 return;
             }
         };
-        self.next_id += 1;
-        let id = self.next_id;
-        let slot = ConnectionSlot {
-            slot,
-            alive: self.alive.0.clone(),
-            source,
-        };
-        let env = self.session_env.clone();
+        let env = self.gate.session_env.clone();
         let worker = &workers[(id as usize) % workers.len()];
         let placed = worker.spawn_fn(move || match adopt(stream) {
             Ok(tcp) => start_session(tcp, peer, id, env, slot, tls),
@@ -184,28 +164,7 @@ impl Acceptor {
                 Err(_) => return,
             }
         };
-        let line = match why {
-            Refusal::Full => {
-                warn!(
-                    "refused {peer}: server full ({} connections)",
-                    self.max_connections
-                );
-                Reply::ServerFull {
-                    max_connections: self.max_connections,
-                }
-            }
-            Refusal::TooManyFromSource => {
-                // Info, not warn: one host retrying at its limit would
-                // otherwise fill the log with warnings.
-                info!(
-                    "refused {peer}: {} connections from its address already",
-                    self.sources.max()
-                );
-                Reply::TooManyFromAddress
-            }
-            Refusal::ShuttingDown => Reply::ShuttingDown,
-        }
-        .to_bytes();
+        let line = self.gate.refusal_line(why, peer).to_bytes();
         let Some(refusal) = refusal else {
             return;
         };
@@ -275,14 +234,4 @@ fn start_session(
             Err(e) => debug!("conn {id}: TLS handshake with {peer} failed: {e}"),
         }
     });
-}
-
-/// Why a connection is turned away.
-enum Refusal {
-    /// Over `--max-connections`.
-    Full,
-    /// Over `--max-connections-per-ip`.
-    TooManyFromSource,
-    /// Arrived as the server was stopping.
-    ShuttingDown,
 }
