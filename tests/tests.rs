@@ -31,3 +31,4 @@ mod per_ip;
 mod shutdown;
 #[cfg(feature = "client")]
 mod tls;
+mod websocket;

@@ -117,10 +117,13 @@ impl Input {
     /// stop. Whatever arrived before now fits in the socket's receive
     /// buffer; more than that arrived after the signal. A session whose
     /// input has already ended drops the guard at once.
-    pub(super) fn drain(&mut self, guard: DrainGuard, stream: &TcpStream) {
+    /// (A WebSocket, with no socket of its own, drains a read buffer's
+    /// worth.)
+    pub(super) fn drain(&mut self, guard: DrainGuard, stream: Option<&TcpStream>) {
         if matches!(self.state, InputState::Open) {
-            let socket = socket2::SockRef::from(stream);
-            let budget = socket.recv_buffer_size().unwrap_or(READ_BUFFER_BYTES);
+            let budget = stream
+                .and_then(|tcp| socket2::SockRef::from(tcp).recv_buffer_size().ok())
+                .unwrap_or(READ_BUFFER_BYTES);
             self.state = InputState::Draining { guard, budget };
         }
     }

@@ -192,8 +192,12 @@ impl Session {
         slot: ConnectionSlot,
         login_time: Duration,
     ) -> Addr<Session> {
-        let tls = if stream.is_tls() { " (TLS)" } else { "" };
-        info!("conn {id}: connected from {peer}{tls}");
+        let via = match stream.transport() {
+            crate::transport::Transport::Tcp => "",
+            crate::transport::Transport::Tls => " (TLS)",
+            crate::transport::Transport::WebSocket => " (WebSocket)",
+        };
+        info!("conn {id}: connected from {peer}{via}");
         Session::create(move |ctx| {
             let timer = ctx.run_later(login_time, Session::login_timed_out);
             Session {
@@ -238,7 +242,11 @@ impl Session {
     /// held for a client that was not reading (a plain close would leave it
     /// queued behind a closed window until TCP gives up, minutes later).
     fn cut_off(&mut self, ctx: &mut Context<Self>) {
-        let _ = socket2::SockRef::from(self.stream.tcp()).set_linger(Some(Duration::ZERO));
+        // (A WebSocket's socket is actix-web's: it is closed when the
+        // response body ends, as the session stops.)
+        if let Some(tcp) = self.stream.tcp() {
+            let _ = socket2::SockRef::from(tcp).set_linger(Some(Duration::ZERO));
+        }
         ctx.stop();
     }
 

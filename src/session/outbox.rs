@@ -305,9 +305,10 @@ impl Session {
     /// Where the kernel cannot say (not Linux), none, so that only writes
     /// count as progress there.
     fn acknowledged(&self) -> u64 {
-        match crate::tcp::unsent_bytes(self.stream.tcp()) {
-            Ok(unsent) => self.outbox.written_total.saturating_sub(unsent as u64),
-            Err(_) => 0,
+        match self.stream.tcp().map(crate::tcp::unsent_bytes) {
+            Some(Ok(unsent)) => self.outbox.written_total.saturating_sub(unsent as u64),
+            // A WebSocket: its socket is actix-web's.
+            Some(Err(_)) | None => 0,
         }
     }
 }

@@ -1,17 +1,20 @@
-//! A session's socket, plain TCP or TLS over TCP, as one type.
+//! A session's connection, plain TCP, TLS over TCP or a WebSocket, as one
+//! byte stream.
 //!
 //! The session reads and writes through [`Stream`] and never asks which
 //! kind it has, except where the answer matters: the socket options it
 //! sets on the TCP socket underneath ([`Stream::tcp`]: linger for a
-//! reset, the capped send buffer, the unsent bytes), and the shutdown
-//! drain ([`Stream::read_now`]), which reads the raw socket for plain TCP
-//! and must go through TLS for TLS (a raw read would tear records out of
-//! the TLS stream).
+//! reset, the unsent bytes; a WebSocket's socket belongs to actix-web),
+//! and the shutdown drain ([`Stream::read_now`]), which reads the raw
+//! socket for plain TCP and must go through TLS or the WebSocket's frames
+//! otherwise (a raw read would tear records or frames apart).
 //!
 //! An enum, not a trait object: the plain stream stays unboxed and every
 //! read or write costs one match, so plain TCP is as fast as before. The
-//! TLS stream is boxed: its state (buffers, keys) is a kilobyte or so,
-//! and an enum is as large as its largest variant.
+//! TLS stream and the WebSocket are boxed: their state (buffers, keys) is
+//! a kilobyte or so, and an enum is as large as its largest variant.
+
+pub mod websocket;
 
 use std::io::{self, IoSlice, Read};
 use std::pin::Pin;
@@ -20,6 +23,8 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
+
+pub use websocket::WebSocket;
 
 /// Registers an accepted socket with the current thread's runtime and
 /// sets it up the way sessions want it.
@@ -41,14 +46,49 @@ pub enum Stream {
     Plain(TcpStream),
     /// TLS over TCP, handshake done.
     Tls(Box<TlsStream<TcpStream>>),
+    /// A WebSocket (over plain HTTP or HTTPS), upgrade done.
+    WebSocket(Box<WebSocket>),
+}
+
+/// Which kind of connection a [`Stream`] is: for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Plain TCP.
+    Tcp,
+    /// TLS over TCP.
+    Tls,
+    /// A WebSocket.
+    WebSocket,
+}
+
+impl Transport {
+    /// Its name in logs and metric labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+            Transport::WebSocket => "websocket",
+        }
+    }
 }
 
 impl Stream {
-    /// The TCP socket underneath, for socket options and `SIOCOUTQ`.
-    pub fn tcp(&self) -> &TcpStream {
+    /// The TCP socket underneath, for socket options and `SIOCOUTQ`; none
+    /// for a WebSocket, whose socket actix-web owns.
+    pub fn tcp(&self) -> Option<&TcpStream> {
         match self {
-            Stream::Plain(tcp) => tcp,
-            Stream::Tls(tls) => tls.get_ref().0,
+            Stream::Plain(tcp) => Some(tcp),
+            Stream::Tls(tls) => Some(tls.get_ref().0),
+            Stream::WebSocket(_) => None,
+        }
+    }
+
+    /// Which kind of connection this is.
+    pub fn transport(&self) -> Transport {
+        match self {
+            Stream::Plain(_) => Transport::Tcp,
+            Stream::Tls(_) => Transport::Tls,
+            Stream::WebSocket(_) => Transport::WebSocket,
         }
     }
 
@@ -64,6 +104,7 @@ impl Stream {
     pub fn read_now(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Stream::Plain(tcp) => (&*socket2::SockRef::from(&*tcp)).read(buf),
+            Stream::WebSocket(ws) => ws.read_now(buf),
             Stream::Tls(tls) => {
                 let (tcp, conn) = tls.get_mut();
                 loop {
@@ -98,6 +139,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Plain(tcp) => Pin::new(tcp).poll_read(cx, buf),
             Stream::Tls(tls) => Pin::new(&mut **tls).poll_read(cx, buf),
+            Stream::WebSocket(ws) => Pin::new(&mut **ws).poll_read(cx, buf),
         }
     }
 }
@@ -112,6 +154,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(tcp) => Pin::new(tcp).poll_write(cx, buf),
             Stream::Tls(tls) => Pin::new(&mut **tls).poll_write(cx, buf),
+            Stream::WebSocket(ws) => Pin::new(&mut **ws).poll_write(cx, buf),
         }
     }
 
@@ -124,6 +167,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(tcp) => Pin::new(tcp).poll_write_vectored(cx, bufs),
             Stream::Tls(tls) => Pin::new(&mut **tls).poll_write_vectored(cx, bufs),
+            Stream::WebSocket(ws) => Pin::new(&mut **ws).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -132,6 +176,7 @@ impl AsyncWrite for Stream {
         match self {
             Stream::Plain(tcp) => tcp.is_write_vectored(),
             Stream::Tls(tls) => tls.is_write_vectored(),
+            Stream::WebSocket(ws) => ws.is_write_vectored(),
         }
     }
 
@@ -142,6 +187,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(tcp) => Pin::new(tcp).poll_flush(cx),
             Stream::Tls(tls) => Pin::new(&mut **tls).poll_flush(cx),
+            Stream::WebSocket(ws) => Pin::new(&mut **ws).poll_flush(cx),
         }
     }
 
@@ -150,6 +196,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Plain(tcp) => Pin::new(tcp).poll_shutdown(cx),
             Stream::Tls(tls) => Pin::new(&mut **tls).poll_shutdown(cx),
+            Stream::WebSocket(ws) => Pin::new(&mut **ws).poll_shutdown(cx),
         }
     }
 }
