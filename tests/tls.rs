@@ -133,20 +133,8 @@ impl TlsClient {
 
     /// A TLS client on a socket the test connected itself.
     pub(crate) async fn connect_with(tcp: TcpStream, certs: &Certs) -> std::io::Result<TlsClient> {
-        let mut roots = RootCertStore::empty();
-        roots.add(certs.ca_der.clone()).unwrap();
-        let config = ClientConfig::builder_with_provider(achat::tls::provider())
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_root_certificates(roots)
-            .with_no_client_auth();
-        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-        let connect = TlsConnector::from(Arc::new(config)).connect(name, tcp);
-        let stream = tokio::time::timeout(WAIT, connect)
-            .await
-            .expect("handshake timed out")?;
         Ok(TlsClient {
-            stream: BufReader::new(stream),
+            stream: BufReader::new(tls_stream(tcp, certs).await?),
         })
     }
 
@@ -180,6 +168,25 @@ impl TlsClient {
         );
         line
     }
+}
+
+/// A TLS connection over `tcp` to `localhost`, trusting `certs`' CA only.
+pub(crate) async fn tls_stream(
+    tcp: TcpStream,
+    certs: &Certs,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let mut roots = RootCertStore::empty();
+    roots.add(certs.ca_der.clone()).unwrap();
+    let config = ClientConfig::builder_with_provider(achat::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let connect = TlsConnector::from(Arc::new(config)).connect(name, tcp);
+    tokio::time::timeout(WAIT, connect)
+        .await
+        .expect("handshake timed out")
 }
 
 const CLIENT: &str = env!("CARGO_BIN_EXE_achat-client");
@@ -548,4 +555,56 @@ async fn the_handshake_uses_up_the_login_timeout() {
     assert!(took < Duration::from_millis(3000), "{took:?}");
     assert!(took >= login_timeout, "{took:?}");
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_web_listener_serves_https_and_wss_with_the_same_certificate() {
+    let certs = Certs::new();
+    let mut args = certs.server_args();
+    args.extend(["--http".into(), "127.0.0.1:0".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let server = Binary::start(&args).await;
+    let https = server.http_addr.expect("the web listener");
+    // The page, over HTTPS.
+    let mut page = tls_stream(TcpStream::connect(https).await.unwrap(), &certs)
+        .await
+        .unwrap();
+    page.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(WAIT, page.read_to_string(&mut response))
+        .await
+        .expect("a response in time")
+        .ok();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    assert!(response.contains("<!doctype html>"), "{response}");
+    // Chat over wss://, with a plain TCP user.
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let tls = tls_stream(TcpStream::connect(https).await.unwrap(), &certs)
+        .await
+        .unwrap();
+    let url = format!("wss://localhost:{}/ws", https.port());
+    let (mut ws, _) = tokio::time::timeout(WAIT, tokio_tungstenite::client_async(url, tls))
+        .await
+        .expect("a handshake in time")
+        .unwrap();
+    ws.send(Message::text("alice")).await.unwrap();
+    let mut nc = server.login("bob").await;
+    let next = async |ws: &mut tokio_tungstenite::WebSocketStream<_>| loop {
+        match tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("a frame")
+        {
+            Some(Ok(Message::Text(text))) => return text.as_str().to_owned(),
+            Some(Ok(_)) => {}
+            other => panic!("closed: {other:?}"),
+        }
+    };
+    assert!(next(&mut ws).await.starts_with("server: welcome alice "));
+    ws.send(Message::text("bob: over wss")).await.unwrap();
+    nc.expect("from alice: over wss").await;
+    server.signal("TERM");
+    assert_eq!(next(&mut ws).await, "server: shutting down");
 }

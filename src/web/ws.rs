@@ -63,7 +63,7 @@ pub(super) async fn open(
     match state.gate.admit(peer.ip()) {
         Ok((id, slot)) => {
             let env = state.gate.session_env.clone();
-            let socket = WebSocket::new(payload, frames, env.limits.max_line_bytes);
+            let socket = WebSocket::new(payload.into_inner(), frames, env.limits.max_line_bytes);
             let login_timeout = env.limits.login_timeout;
             Session::start(
                 Stream::WebSocket(Box::new(socket)),

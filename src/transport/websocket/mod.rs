@@ -34,8 +34,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
+use actix_http::Payload;
 use actix_http::ws::{CloseCode, CloseReason, Codec, Frame, Item, OpCode, Parser, ProtocolError};
-use actix_web::web::Payload;
 use bytes::{Buf, Bytes, BytesMut};
 use futures_util::Stream as _;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -94,7 +94,8 @@ pub struct WebSocket {
 }
 
 impl WebSocket {
-    /// Wraps an upgraded connection: its payload, and the sender of the
+    /// Wraps an upgraded connection: its payload (the bytes after the
+    /// upgrade, `web::Payload::into_inner`), and the sender of the
     /// response body's channel ([`channel`]).
     pub fn new(payload: Payload, out: mpsc::Sender<Bytes>, max_line_bytes: usize) -> Self {
         let mut ping = tokio::time::interval_at(Instant::now() + PING_INTERVAL, PING_INTERVAL);
@@ -342,3 +343,6 @@ pub fn refusal(line: &[u8]) -> Bytes {
     );
     frames.freeze()
 }
+
+#[cfg(test)]
+mod tests;
