@@ -398,3 +398,42 @@ async fn a_websocket_reader_that_stops_is_cut_off_and_nobody_else_notices() {
     carol.expect_prefix("error: not online: stuck").await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_registered_name_asks_a_websocket_user_for_its_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_web(crate::accounts::with_accounts(dir.path()));
+    crate::accounts::register(&server, "alice", "correct-horse").await;
+    let mut web = Ws::connect(&server).await;
+    web.send("alice").await;
+    web.expect("server: 'alice' is registered: send its password")
+        .await;
+    web.send("wrong-horse").await;
+    web.expect("error: wrong password; send a name to log in")
+        .await;
+    web.send("alice").await;
+    web.expect("server: 'alice' is registered: send its password")
+        .await;
+    web.send("correct-horse").await;
+    web.expect_prefix("server: welcome alice ").await;
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn connections_per_address_count_websockets_and_tcp_together() {
+    let server = start_web(achat::Config {
+        max_connections_per_ip: 2,
+        ..test_config()
+    });
+    let _web = Ws::login(&server, "alice").await;
+    let _nc = server.login("bob").await;
+    let mut third = Ws::connect(&server).await;
+    third
+        .expect("error: too many connections from your address")
+        .await;
+    third.expect_close(CloseCode::Again).await;
+    let mut nc = server.connect().await;
+    nc.expect("error: too many connections from your address")
+        .await;
+    server.shutdown().await;
+}
