@@ -351,6 +351,11 @@ async fn shutdown_says_goodbye_and_healthz_turns_503() {
     // The shutdown waits for alice: /healthz answers meanwhile.
     let shutdown = tokio::spawn(server.shutdown());
     web.expect("server: shutting down").await;
+    // Connections are no longer taken (the gate closed before the
+    // goodbyes); the server still runs while its sessions close.
+    let (status, body) = http_get(http, "/healthz", "").await;
+    assert!(status.contains(" 503 "), "{status}");
+    assert_eq!(body, "shutting down\n");
     nc.expect("server: shutting down").await;
     web.expect_close(CloseCode::Normal).await;
     drop(web);
