@@ -98,7 +98,7 @@ pub struct ServerArgs {
     #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
     pub http: String,
 
-    /// An origin (scheme://host[:port]) whose pages may open /ws besides the server's own; repeatable.
+    /// An origin (scheme, host, port: `https://chat.example.com`) whose pages may open /ws besides the server's own; repeatable.
     #[arg(long = "allowed-origin", value_name = "ORIGIN")]
     pub allowed_origins: Vec<String>,
 

@@ -275,7 +275,7 @@ impl AsyncWrite for WebSocket {
         self.poll_write_vectored(cx, &[io::IoSlice::new(buf)])
     }
 
-    /// Frames the whole lines of `bufs` (up to [`CHUNK_BYTES`]), once the
+    /// Frames the whole lines of `bufs` (up to 64 KiB of frames), once the
     /// frames of the last write are handed over.
     fn poll_write_vectored(
         self: Pin<&mut Self>,
