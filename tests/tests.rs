@@ -10,6 +10,7 @@
 mod util;
 
 mod accounts;
+mod browser;
 mod chaos;
 mod chat;
 mod cluster;
