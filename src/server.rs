@@ -85,7 +85,7 @@ pub struct Listeners {
     /// TLS (`--tls-bind`), with the acceptor holding the certificate
     /// ([`crate::tls::load_acceptor`]).
     pub tls: Option<(StdTcpListener, TlsAcceptor)>,
-    /// The web listener (`--http`): the web client, `/ws`, `/metrics`;
+    /// The web listener (`--http`): the web client, `/ws`, `/healthz`;
     /// HTTPS with the TLS listener's certificate when there is one.
     pub http: Option<StdTcpListener>,
 }
