@@ -1,7 +1,7 @@
 //! Bad input and limits: long lines, bad UTF-8, full server, slow
 //! consumers, floods.
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::AsyncBufReadExt;
 
 use crate::util::{Deadline, start, start_with, test_config};
 
@@ -124,16 +124,7 @@ async fn a_reader_that_stops_is_cut_off_and_nobody_else_notices() {
 
     // alice's errors tell when "stuck" is gone; read them on the side.
     let (alice_reader, mut alice_writer) = alice.split();
-    let (gone_tx, mut gone) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(alice_reader).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.starts_with("error: not online: stuck") {
-                let _ = gone_tx.send(());
-                return;
-            }
-        }
-    });
+    let mut gone = crate::util::on_line_starting(alice_reader, "error: not online: stuck");
     // alice sends to both; bob keeps up, "stuck" does not. alice is not
     // slowed down: every batch reaches bob while "stuck" piles up.
     let text = "m".repeat(1000);

@@ -503,3 +503,23 @@ impl Binary {
         (status, self.stderr())
     }
 }
+
+/// Reads `reader` on the side and fires the returned channel at the first
+/// line starting with `prefix` (for tests that must keep writing while
+/// they wait for an error line).
+pub fn on_line_starting(
+    reader: BufReader<OwnedReadHalf>,
+    prefix: &'static str,
+) -> tokio::sync::oneshot::Receiver<()> {
+    let (seen, fired) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let mut lines = reader.lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.starts_with(prefix) {
+                let _ = seen.send(());
+                return;
+            }
+        }
+    });
+    fired
+}

@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -376,16 +376,7 @@ async fn a_websocket_reader_that_stops_is_cut_off_and_nobody_else_notices() {
     let alice = server.login("alice").await;
     let mut bob = Ws::login(&server, "bob").await;
     let (alice_reader, mut alice_writer) = alice.split();
-    let (gone_tx, mut gone) = tokio::sync::oneshot::channel();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(alice_reader).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.starts_with("error: not online: stuck") {
-                let _ = gone_tx.send(());
-                return;
-            }
-        }
-    });
+    let mut gone = crate::util::on_line_starting(alice_reader, "error: not online: stuck");
     let text = "m".repeat(1000);
     let batch = format!("stuck, bob: {text}\n").repeat(64);
     let deadline = Deadline::new("the stuck WebSocket reader to be cut off");

@@ -92,11 +92,6 @@ impl Stream {
         }
     }
 
-    /// Whether this is a TLS connection.
-    pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
-    }
-
     /// Reads what the socket holds right now, with real system calls
     /// rather than tokio's cached readiness (which could miss bytes that
     /// arrived since the reactor last looked): for the shutdown drain.
@@ -260,7 +255,7 @@ mod tests {
     #[tokio::test]
     async fn the_tls_drain_reads_plaintext_then_would_block_then_the_end() {
         let (mut client, mut server) = tls_pair().await;
-        assert!(server.is_tls());
+        assert_eq!(server.transport(), Transport::Tls);
         client.write_all(b"alice\nbob: hi\n").await.unwrap();
         client.flush().await.unwrap();
         let mut buf = [0u8; 1024];
@@ -286,7 +281,7 @@ mod tests {
             .await
             .unwrap();
         let mut server = Stream::Plain(listener.accept().await.unwrap().0);
-        assert!(!server.is_tls());
+        assert_eq!(server.transport(), Transport::Tcp);
         client.write_all(b"alice\n").await.unwrap();
         let mut buf = [0u8; 64];
         let n = read_now_when_ready(&mut server, &mut buf).await.unwrap();
