@@ -45,7 +45,9 @@
 //!   (on an arbiter of its own) that carries lines and presence between
 //!   nodes, and the name service on JetStream;
 //! - [`web`]: the web listener on actix-web: the browser client, chat over
-//!   WebSocket, `/healthz`;
+//!   WebSocket, `/healthz`, `/metrics`;
+//! - [`metrics`]: what `/metrics` reports, counted per thread without a
+//!   lock on any hot path;
 //!
 //! `achat-server` (`src/bin/achat-server.rs`) is thin: parse the command
 //! line, set up logging, bind, call the library. `achat-client`
@@ -61,6 +63,7 @@ pub mod config;
 pub mod limits;
 pub mod line_reader;
 pub mod messages;
+pub mod metrics;
 pub mod protocol;
 pub mod sched;
 pub mod server;

@@ -180,11 +180,13 @@ pub async fn run(
     let accounts = crate::accounts::open(&config.accounts, config.cluster.as_ref()).await?;
     let gauge = Arc::new(RosterGauge::default());
     let broker_gauge = gauge.clone();
+    let metrics = crate::metrics::Metrics::new();
+    let broker_metrics = metrics.clone();
     let cluster_link = cluster
         .as_ref()
         .map(|(_, addr, node)| Cluster::link(addr, node.clone()));
     let broker = Broker::start_in_arbiter(&broker_arbiter.handle(), move |_| {
-        let broker = Broker::new(limits, broker_gauge);
+        let broker = Broker::new(limits, broker_gauge).counting_into(broker_metrics);
         match cluster_link {
             Some(link) => broker.in_cluster(link),
             None => broker,
@@ -217,6 +219,7 @@ pub async fn run(
         },
         accounts: accounts.as_ref().map(|(_, link)| link.clone()),
         login_rate: Arc::new(LoginRate::new(config.login_rate)),
+        metrics,
     });
     let on = [
         plain_addr.map(|a| a.to_string()),

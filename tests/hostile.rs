@@ -10,7 +10,8 @@ use std::io::{Read as _, Write as _};
 
 use tokio::io::AsyncReadExt;
 
-use crate::util::{Client, Deadline, WAIT, start, start_with, test_config};
+use crate::metrics::Scrape;
+use crate::util::{Client, Deadline, WAIT, start, start_web, start_with, test_config};
 
 #[tokio::test]
 async fn text_that_could_pass_for_another_line_is_refused() {
@@ -197,7 +198,7 @@ async fn a_reader_at_a_modest_rate_is_never_cut_off_and_paces_its_flooder() {
 async fn past_the_total_cap_the_client_holding_the_most_is_cut_off_first() {
     // Only the total cap can cut anyone off here: one client alone is
     // allowed four times more than all together.
-    let server = start_with(achat::Config {
+    let server = start_web(achat::Config {
         max_outbox_bytes: 4 << 20,
         max_total_outbox_bytes: 1 << 20,
         ..test_config()
@@ -246,6 +247,9 @@ async fn past_the_total_cap_the_client_holding_the_most_is_cut_off_first() {
         line.contains("light")
     })
     .await;
+    // The operator sees why.
+    let scrape = Scrape::of(server.http_addr.expect("a web listener")).await;
+    assert_eq!(scrape.cut_off(), (1, 0));
 }
 
 /// Writes `lines` to `stream` over and over, from a thread of its own (so

@@ -3,7 +3,8 @@
 
 use tokio::io::AsyncBufReadExt;
 
-use crate::util::{Deadline, start, start_with, test_config};
+use crate::metrics::Scrape;
+use crate::util::{Deadline, start, start_web, start_with, test_config};
 
 #[tokio::test]
 async fn a_line_at_the_limit_is_fine_with_either_terminator() {
@@ -113,7 +114,7 @@ async fn connections_over_the_maximum_are_refused_and_closed() {
 
 #[tokio::test]
 async fn a_reader_that_stops_is_cut_off_and_nobody_else_notices() {
-    let server = start_with(achat::Config {
+    let server = start_web(achat::Config {
         max_outbox_bytes: 256 * 1024,
         ..test_config()
     });
@@ -143,6 +144,12 @@ async fn a_reader_that_stops_is_cut_off_and_nobody_else_notices() {
     carol.send("stuck: hello?").await;
     carol.expect_prefix("error: not online: stuck").await;
     bob.sync().await;
+    // And the operator sees it.
+    let http = server.http_addr.expect("a web listener");
+    let scrape = Scrape::of(http).await;
+    // Held up by it (bob keeps up, so alice's credit waits on "stuck"),
+    // it read nothing for the stall limit.
+    assert_eq!(scrape.cut_off(), (0, 1));
 }
 
 #[tokio::test]
@@ -209,7 +216,7 @@ async fn tiny_lines_from_a_long_name_do_not_get_a_reader_cut_off() {
 
 #[tokio::test]
 async fn a_reader_that_stops_holds_its_only_sender_up_briefly_then_is_cut_off() {
-    let server = start_with(achat::Config {
+    let server = start_web(achat::Config {
         max_outbox_bytes: 256 * 1024,
         ..test_config()
     });
@@ -249,4 +256,7 @@ async fn a_reader_that_stops_holds_its_only_sender_up_briefly_then_is_cut_off() 
     // have left unfinished).
     alice_writer.send_raw(b"\nbob: free again\n").await;
     bob.expect("from alice: free again").await;
+    let http = server.http_addr.expect("a web listener");
+    let scrape = Scrape::of(http).await;
+    assert_eq!(scrape.cut_off(), (0, 1));
 }

@@ -25,6 +25,7 @@ mod folding;
 mod hostile;
 mod limits;
 mod login;
+mod metrics;
 mod names;
 mod nats;
 mod netcat;

@@ -112,6 +112,9 @@ pub struct Client {
     /// The name it logged in with, if any (used by [`Client::sync`]).
     pub name: String,
     syncs: u64,
+    /// Bytes sent and received so far (what the server's metrics count).
+    pub sent: u64,
+    pub received: u64,
 }
 
 impl Client {
@@ -133,6 +136,8 @@ impl Client {
             writer: ClientWriter { writer },
             name: String::new(),
             syncs: 0,
+            sent: 0,
+            received: 0,
         }
     }
 
@@ -146,6 +151,7 @@ impl Client {
     /// Sends bytes as they are.
     pub async fn send_raw(&mut self, bytes: &[u8]) {
         self.writer.send_raw(bytes).await;
+        self.sent += bytes.len() as u64;
     }
 
     /// Like [`Client::send_raw`], but returns the error instead of
@@ -174,6 +180,8 @@ impl Client {
             writer,
             name: name.to_owned(),
             syncs: 0,
+            sent: 0,
+            received: 0,
         }
     }
 
@@ -199,7 +207,8 @@ impl Client {
             .expect("no line within the wait bound");
         match read {
             Ok(0) | Err(_) => None,
-            Ok(_) => {
+            Ok(n) => {
+                self.received += n as u64;
                 assert!(line.ends_with('\n'), "unterminated line {line:?}");
                 line.pop();
                 Some(line)
@@ -235,10 +244,12 @@ impl Client {
     /// number of bytes skipped.
     pub async fn read_to_close(&mut self) -> usize {
         let mut sink = Vec::new();
-        tokio::time::timeout(WAIT, self.reader.read_to_end(&mut sink))
+        let skipped = tokio::time::timeout(WAIT, self.reader.read_to_end(&mut sink))
             .await
             .expect("connection not closed within the wait bound")
-            .unwrap_or(0)
+            .unwrap_or(0);
+        self.received += skipped as u64;
+        skipped
     }
 
     /// Asserts that nothing arrives before a fresh message to itself: the

@@ -16,20 +16,24 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use crate::util::{Client, Deadline, TestServer, WAIT, start_web, test_config};
 
 /// A chat client over WebSocket.
-struct Ws {
+pub(crate) struct Ws {
     socket: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    /// Protocol bytes sent and received so far, as the server counts them
+    /// (each frame's line and its `\n`).
+    pub(crate) sent: u64,
+    pub(crate) received: u64,
 }
 
 /// What the server sent next: a line, or the close frame.
 #[derive(Debug, PartialEq)]
-enum Next {
+pub(crate) enum Next {
     Line(String),
     Closed(Option<(CloseCode, String)>),
 }
 
 impl Ws {
     /// Connects to `/ws` on `http`, with an `Origin` header if given.
-    async fn connect_from(http: SocketAddr, origin: Option<&str>) -> Result<Ws, String> {
+    pub(crate) async fn connect_from(http: SocketAddr, origin: Option<&str>) -> Result<Ws, String> {
         let mut request = format!("ws://{http}/ws")
             .into_client_request()
             .expect("a request");
@@ -40,13 +44,17 @@ impl Ws {
         }
         let connect = tokio_tungstenite::connect_async(request);
         match tokio::time::timeout(WAIT, connect).await {
-            Ok(Ok((socket, _))) => Ok(Ws { socket }),
+            Ok(Ok((socket, _))) => Ok(Ws {
+                socket,
+                sent: 0,
+                received: 0,
+            }),
             Ok(Err(e)) => Err(e.to_string()),
             Err(_) => panic!("no handshake within the wait bound"),
         }
     }
 
-    async fn connect(server: &TestServer) -> Ws {
+    pub(crate) async fn connect(server: &TestServer) -> Ws {
         let http = server.http_addr.expect("a web listener");
         Ws::connect_from(http, Some(&format!("http://{http}")))
             .await
@@ -54,14 +62,15 @@ impl Ws {
     }
 
     /// Connected and logged in as `name`.
-    async fn login(server: &TestServer, name: &str) -> Ws {
+    pub(crate) async fn login(server: &TestServer, name: &str) -> Ws {
         let mut ws = Ws::connect(server).await;
         ws.send(name).await;
         ws.expect_prefix(&format!("server: welcome {name} ")).await;
         ws
     }
 
-    async fn send(&mut self, line: &str) {
+    pub(crate) async fn send(&mut self, line: &str) {
+        self.sent += line.len() as u64 + 1;
         self.send_message(Message::text(line)).await;
     }
 
@@ -73,7 +82,7 @@ impl Ws {
     }
 
     /// The next line or close; pings and pongs are skipped.
-    async fn next(&mut self) -> Next {
+    pub(crate) async fn next(&mut self) -> Next {
         loop {
             let message = tokio::time::timeout(WAIT, self.socket.next())
                 .await
@@ -82,6 +91,7 @@ impl Ws {
                 Some(Ok(Message::Text(text))) => {
                     let text = text.as_str();
                     assert!(!text.contains('\n'), "one line per frame: {text:?}");
+                    self.received += text.len() as u64 + 1;
                     return Next::Line(text.to_owned());
                 }
                 Some(Ok(Message::Close(frame))) => {
@@ -94,18 +104,18 @@ impl Ws {
         }
     }
 
-    async fn line(&mut self) -> String {
+    pub(crate) async fn line(&mut self) -> String {
         match self.next().await {
             Next::Line(line) => line,
             Next::Closed(why) => panic!("closed while a line was expected: {why:?}"),
         }
     }
 
-    async fn expect(&mut self, expected: &str) {
+    pub(crate) async fn expect(&mut self, expected: &str) {
         assert_eq!(self.line().await, expected);
     }
 
-    async fn expect_prefix(&mut self, prefix: &str) -> String {
+    pub(crate) async fn expect_prefix(&mut self, prefix: &str) -> String {
         let line = self.line().await;
         assert!(
             line.starts_with(prefix),
@@ -128,7 +138,7 @@ impl Ws {
 }
 
 /// A raw HTTP/1.1 request to the web listener; the status line and body.
-async fn http_get(http: SocketAddr, path: &str, headers: &str) -> (String, String) {
+pub(crate) async fn http_get(http: SocketAddr, path: &str, headers: &str) -> (String, String) {
     let mut stream = TcpStream::connect(http).await.expect("connect");
     let request =
         format!("GET {path} HTTP/1.1\r\nHost: {http}\r\n{headers}Connection: close\r\n\r\n");

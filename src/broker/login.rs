@@ -88,6 +88,7 @@ impl Broker {
         let name = login.spelling().clone();
         peer.name = Some(name.clone());
         self.names.insert(login, id);
+        self.metrics.broker.logged_in.set(self.names.len() as u64);
         info!("conn {id}: logged in as {name}");
         self.join_roster(name.clone());
         let welcome = Reply::Welcome {

@@ -44,6 +44,7 @@ use crate::messages::{
     BrokerLink, ConnId, Connect, Control, DrainGuard, Leave, LeaveReason, Name, RosterGauge, Route,
     SliceDone,
 };
+use crate::metrics::{BatchSampler, Metrics};
 use crate::protocol::Reply;
 use names::NameTable;
 use outbound::{Outbound, Peer};
@@ -91,6 +92,10 @@ pub struct Broker {
     phase: Phase,
     /// The rest of the cluster, in cluster mode.
     remote: Option<Remote>,
+    /// Where the broker counts what it does (it alone writes there).
+    metrics: Arc<Metrics>,
+    /// Which batches are timed for the histogram.
+    sampler: BatchSampler,
 }
 
 impl Broker {
@@ -107,7 +112,15 @@ impl Broker {
             flush_queued: false,
             phase: Phase::Running,
             remote: None,
+            metrics: Metrics::new(),
+            sampler: BatchSampler::default(),
         }
+    }
+
+    /// The same broker, counting into `metrics` (the server's).
+    pub fn counting_into(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The same broker as one node of a cluster, reaching the other nodes
@@ -180,6 +193,7 @@ impl Broker {
             // Only this connection's own registration is removed, never a
             // newer connection that took the name since.
             if let Some(folded) = self.names.remove(name, id) {
+                self.metrics.broker.logged_in.set(self.names.len() as u64);
                 if !peer.evicted {
                     self.leave_roster(name);
                 }
@@ -280,8 +294,12 @@ impl Handler<Route> for Broker {
     type Result = ();
 
     fn handle(&mut self, msg: Route, ctx: &mut Context<Self>) {
+        let timed = self.sampler.start();
         self.route_batch(msg.from, &msg.batch, msg.credit);
         self.flush_soon(ctx);
+        if let Some(began) = timed {
+            self.metrics.broker.batch_time.observe(began.elapsed());
+        }
     }
 }
 

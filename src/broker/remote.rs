@@ -297,11 +297,14 @@ impl Handler<Incoming> for Broker {
             };
             if record.everyone {
                 let fan_out = local_online > slices::WIDE_FANOUT;
+                let mut reached = 0;
                 for (&id, peer) in &mut self.peers {
                     if peer.is_online() {
                         peer.push(id, record.line, fan_out, &mut self.out);
+                        reached += 1;
                     }
                 }
+                self.metrics.broker.deliveries.add(reached);
                 wide |= fan_out;
             } else {
                 let mut missing = String::new();
@@ -317,7 +320,10 @@ impl Handler<Incoming> for Broker {
                         .and_then(|id| Some(id).zip(self.peers.get_mut(&id)))
                         .filter(|(_, peer)| peer.is_online());
                     match online {
-                        Some((id, peer)) => peer.push(id, record.line, false, &mut self.out),
+                        Some((id, peer)) => {
+                            peer.push(id, record.line, false, &mut self.out);
+                            self.metrics.broker.deliveries.add(1);
+                        }
                         None => {
                             missing.push_str(name);
                             missing.push(',');

@@ -117,6 +117,8 @@ impl Broker {
         line: &[u8],
     ) -> bool {
         let mut reached = 0usize;
+        let mut delivered = 0u64;
+        self.metrics.broker.lines_routed.add(1);
         // Output to many waits for its slice (slices.rs). More names than
         // that take at least two bytes each: shorter lists are not counted.
         let wide = if everyone {
@@ -130,6 +132,7 @@ impl Broker {
                 if id != from && peer.is_online() {
                     peer.push(id, line, wide, &mut self.out);
                     reached += 1;
+                    delivered += 1;
                 }
             }
             if let Some(remote) = &mut self.remote {
@@ -154,6 +157,7 @@ impl Broker {
                     // With `*`, everyone but the sender has it already.
                     if !everyone || id == from {
                         peer.push(id, line, wide, &mut self.out);
+                        delivered += 1;
                     }
                     reached += 1;
                 }
@@ -171,6 +175,7 @@ impl Broker {
                 Target::Nowhere => missing.push(name),
             }
         }
+        self.metrics.broker.deliveries.add(delivered);
         if !elsewhere.is_empty()
             && let Some(remote) = &mut self.remote
         {

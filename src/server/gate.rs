@@ -12,6 +12,7 @@ use log::{info, warn};
 use tokio::sync::{Semaphore, mpsc};
 
 use crate::messages::ConnId;
+use crate::metrics::ConnectionRefusal;
 use crate::protocol::Reply;
 use crate::session::{ConnectionSlot, SessionEnv};
 use crate::sources::SourceCounts;
@@ -70,6 +71,16 @@ impl Gate {
     /// A place for a connection from `ip`: its id and the slot its session
     /// holds for as long as it lives.
     pub(crate) fn admit(&self, ip: IpAddr) -> Result<(ConnId, ConnectionSlot), Refusal> {
+        self.try_admit(ip).inspect_err(|why| {
+            self.session_env.metrics.refused(match why {
+                Refusal::Full => ConnectionRefusal::Full,
+                Refusal::TooManyFromSource => ConnectionRefusal::TooManyFromSource,
+                Refusal::ShuttingDown => ConnectionRefusal::ShuttingDown,
+            });
+        })
+    }
+
+    fn try_admit(&self, ip: IpAddr) -> Result<(ConnId, ConnectionSlot), Refusal> {
         // Under the lock, so no connection is admitted once `close` ran.
         let alive = self.alive.lock().unwrap_or_else(PoisonError::into_inner);
         let Some(alive) = alive.as_ref().filter(|_| self.is_accepting()) else {

@@ -193,6 +193,10 @@ impl Session {
                 let mut buf = ReadBuf::new(buffer);
                 let result = ready!(Pin::new(&mut self.stream).poll_read(task_cx, &mut buf));
                 let n = buf.filled().len();
+                self.counts
+                    .bytes_read
+                    .of(self.stream.transport())
+                    .add(n as u64);
                 Poll::Ready(result.map(|()| {
                     self.consume_read(&buffer[..n], ctx);
                     n
@@ -245,6 +249,10 @@ impl Session {
                 match read {
                     Ok(0) => self.input.end(InputEnd::Eof),
                     Ok(n) => {
+                        self.counts
+                            .bytes_read
+                            .of(self.stream.transport())
+                            .add(n as u64);
                         if let InputState::Draining { budget, .. } = &mut self.input.state {
                             *budget -= n;
                         }

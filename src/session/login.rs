@@ -23,6 +23,7 @@ use crate::accounts::Password;
 use crate::line_reader::Frame;
 use crate::messages::accounts::{AccountAnswer, AccountError, AccountOp, AccountRequest};
 use crate::messages::{LoginError, NewPeer};
+use crate::metrics::LoginRefusal;
 use crate::protocol::{self, Command, LoginName, Reply, Request};
 
 /// Where a login is.
@@ -101,13 +102,19 @@ impl Session {
             }
             match login_step(frame, max_line_bytes) {
                 LoginStep::Nothing => {}
-                LoginStep::Reply(reply) => self.reply(&reply, ctx),
+                LoginStep::Reply(reply) => {
+                    if matches!(reply, Reply::InvalidName(_)) {
+                        self.counts.login_refused(LoginRefusal::InvalidName);
+                    }
+                    self.reply(&reply, ctx);
+                }
                 LoginStep::Quit => {
                     self.input.end(InputEnd::Quit);
                     return input.len();
                 }
                 LoginStep::Ask(name) => {
                     if let Err(wait) = self.env.login_rate.attempt(self.peer) {
+                        self.counts.login_refused(LoginRefusal::TooMany);
                         self.reply(&Reply::TooManyLogins(wait), ctx);
                     } else if let Some(accounts) = &self.env.accounts {
                         match &accounts.registered {
@@ -222,12 +229,17 @@ impl Session {
             }
             Answer::Lookup(Ok(Ok(_))) | Answer::Password(Ok(Ok(_))) => self.ask_broker(name),
             Answer::Password(Ok(Err(AccountError::WrongPassword))) => {
+                self.counts.login_refused(LoginRefusal::WrongPassword);
                 self.reply(&Reply::WrongPassword, ctx);
             }
             Answer::Password(Ok(Err(AccountError::TooManyFailures(wait)))) => {
+                self.counts.login_refused(LoginRefusal::TooMany);
                 self.reply(&Reply::TooManyWrongPasswords(wait), ctx);
             }
-            Answer::Lookup(_) | Answer::Password(_) => self.reply(&unavailable(), ctx),
+            Answer::Lookup(_) | Answer::Password(_) => {
+                self.counts.login_refused(LoginRefusal::Unavailable);
+                self.reply(&unavailable(), ctx);
+            }
             Answer::Broker(answer) => self.on_broker_answer(answer, name, ctx),
         }
     }
@@ -238,12 +250,22 @@ impl Session {
         name: LoginName,
         ctx: &mut Context<Self>,
     ) {
+        if let Ok(Err(refused)) = &answer {
+            self.counts.login_refused(match refused {
+                LoginError::Taken(_) | LoginError::TakenAs { .. } => LoginRefusal::Taken,
+                LoginError::ShuttingDown => LoginRefusal::ShuttingDown,
+                LoginError::Unavailable | LoginError::HeldByLostNode(_) => {
+                    LoginRefusal::Unavailable
+                }
+            });
+        }
         match answer {
             Ok(Ok(())) => {
                 let Phase::LoggingIn { timer, .. } = &self.phase else {
                     return;
                 };
                 ctx.cancel_future(*timer);
+                self.counts.logins.add(1);
                 self.phase = Phase::Online {
                     name: name.spelling().clone(),
                     command: None,

@@ -75,6 +75,7 @@ use crate::messages::{
     BrokerLink, ConnId, Connect, Control, Deliver, Leave, LeaveReason, Name, RosterGauge,
     SessionLink,
 };
+use crate::metrics::{CutOff, Metrics, Shard};
 use crate::protocol::Reply;
 use crate::transport::Stream;
 use account::PendingCommand;
@@ -116,6 +117,8 @@ pub struct SessionEnv {
     pub accounts: Option<AccountsLink>,
     /// Login attempts per source address, shared by every session.
     pub login_rate: Arc<LoginRate>,
+    /// The server's counts.
+    pub metrics: Arc<Metrics>,
 }
 
 /// Held by a session for as long as it lives (and by a TLS connection
@@ -146,6 +149,8 @@ pub struct Session {
     /// This connection's entry at the broker, until its one [`Leave`] is
     /// sent: taking it out is sending it.
     membership: Option<Membership>,
+    /// This thread's counts (sessions never leave their thread).
+    counts: Arc<Shard>,
     _slot: ConnectionSlot,
 }
 
@@ -200,6 +205,8 @@ impl Session {
         info!("conn {id}: connected from {peer}{via}");
         Session::create(move |ctx| {
             let timer = ctx.run_later(login_time, Session::login_timed_out);
+            let counts = env.metrics.shard();
+            counts.opened.of(stream.transport()).add(1);
             Session {
                 id,
                 peer: peer.ip(),
@@ -212,6 +219,7 @@ impl Session {
                 },
                 outbox: Outbox::default(),
                 membership: None,
+                counts,
                 _slot: slot,
             }
         })
@@ -233,6 +241,7 @@ impl Session {
         }
         let timeout = self.env.limits.login_timeout;
         info!("conn {}: no login within {timeout:?}, closing", self.id);
+        self.counts.login_timeouts.add(1);
         self.reply(&Reply::LoginTimeout(timeout), ctx);
         self.begin_close(ctx);
     }
@@ -241,7 +250,8 @@ impl Session {
     /// closed with a reset, so that the kernel frees at once what it still
     /// held for a client that was not reading (a plain close would leave it
     /// queued behind a closed window until TCP gives up, minutes later).
-    fn cut_off(&mut self, ctx: &mut Context<Self>) {
+    fn cut_off(&mut self, why: CutOff, ctx: &mut Context<Self>) {
+        self.counts.cut_off(why);
         // (A WebSocket's socket is actix-web's: it is closed when the
         // response body ends, as the session stops.)
         if let Some(tcp) = self.stream.tcp() {
@@ -288,6 +298,7 @@ impl Actor for Session {
     fn stopped(&mut self, _: &mut Self::Context) {
         // Every way a session ends passes here, so the broker always hears.
         self.leave(LeaveReason::Gone);
+        self.counts.closed.of(self.stream.transport()).add(1);
         debug!("conn {}: closed", self.id);
     }
 }
@@ -311,7 +322,7 @@ impl Handler<Control> for Session {
 
     fn handle(&mut self, msg: Control, ctx: &mut Context<Self>) {
         match msg {
-            Control::Evict => self.cut_off(ctx),
+            Control::Evict => self.cut_off(CutOff::OutboxFull, ctx),
             Control::Close => self.begin_close(ctx),
             Control::Drain(guard) => {
                 if !matches!(self.phase, Phase::Closing(_)) {

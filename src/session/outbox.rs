@@ -19,6 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use super::input::READ_BUFFER;
 use super::{CloseStep, Phase, Session, WRITE_OUTPUT};
 use crate::messages::{Backlog, Credit, DELIVER_OVERHEAD};
+use crate::metrics::CutOff;
 use crate::protocol::Reply;
 
 /// How long a session may hold up senders (holding their credits, its
@@ -147,7 +148,7 @@ impl Session {
                 "conn {}: disconnected as a slow consumer before login ({backlog} bytes unwritten)",
                 self.id
             );
-            self.cut_off(ctx);
+            self.cut_off(CutOff::OutboxFull, ctx);
             return;
         }
         self.start_writing(ctx);
@@ -172,6 +173,10 @@ impl Session {
             let write = Pin::new(&mut self.stream).poll_write_vectored(task_cx, &slices[..count]);
             match ready!(write) {
                 Ok(n) => {
+                    self.counts
+                        .bytes_written
+                        .of(self.stream.transport())
+                        .add(n as u64);
                     self.outbox.advance(n);
                     self.release_held(ctx);
                 }
@@ -297,7 +302,7 @@ impl Session {
                 session.id,
                 session.outbox.backlog.get()
             );
-            session.cut_off(ctx);
+            session.cut_off(CutOff::Stalled, ctx);
         }));
     }
 

@@ -8,7 +8,9 @@
 //!   one is a full chat connection, a [`Session`](crate::Session) like a
 //!   TCP one (`ws.rs`, over [`crate::transport::websocket`]);
 //! - `GET /healthz`: 200 while the server takes connections, 503 once its
-//!   shutdown has begun.
+//!   shutdown has begun;
+//! - `GET /metrics`: the server's counts in the Prometheus text format
+//!   ([`crate::metrics`]; docs/OPERATIONS.md lists them).
 //!
 //! actix-web runs its own workers (as many as `--workers`), each an
 //! arbiter of the server's actix `System`: a WebSocket session lives on
@@ -61,6 +63,7 @@ pub fn start(
             .route("/app.css", web::get().to(page::style))
             .route("/ws", web::get().to(ws::open))
             .route("/healthz", web::get().to(healthz))
+            .route("/metrics", web::get().to(metrics))
     })
     .workers(workers.max(1))
     // The server's own signal handling starts the ordered shutdown.
@@ -76,6 +79,18 @@ pub fn start(
         None => server.listen(listener)?,
     };
     Ok(server.run())
+}
+
+/// `GET /metrics`: the scrape.
+async fn metrics(state: web::Data<WebState>) -> HttpResponse {
+    match crate::metrics::render(&state.gate.session_env.metrics) {
+        Ok(text) => HttpResponse::Ok()
+            .content_type(crate::metrics::CONTENT_TYPE)
+            .body(text),
+        Err(_) => HttpResponse::InternalServerError()
+            .content_type("text/plain")
+            .body("the metrics could not be written\n"),
+    }
 }
 
 /// `GET /healthz`: 200 `ok` while connections are taken, 503 `shutting

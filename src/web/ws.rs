@@ -20,6 +20,7 @@ use log::info;
 
 use super::WebState;
 use crate::Session;
+use crate::metrics::ConnectionRefusal;
 use crate::transport::{Stream, WebSocket, websocket};
 
 /// Opens a chat connection, or says why not.
@@ -55,6 +56,7 @@ pub(super) async fn open(
             "refused a WebSocket from {peer}: origin {} is not allowed",
             origin.unwrap_or("?")
         );
+        (state.gate.session_env.metrics).refused(ConnectionRefusal::Origin);
         return HttpResponse::Forbidden().content_type("text/plain").body(
             "pages from this origin may not open chat connections here (see --allowed-origin)\n",
         );
