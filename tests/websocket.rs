@@ -366,6 +366,17 @@ async fn shutdown_says_goodbye_and_healthz_turns_503() {
     let (status, body) = http_get(http, "/healthz", "").await;
     assert!(status.contains(" 503 "), "{status}");
     assert_eq!(body, "shutting down\n");
+    // A connection arriving now is told so, and counted as refused.
+    let mut late = Ws::connect_from(http, Some(&format!("http://{http}")))
+        .await
+        .expect("upgraded, to be told why");
+    late.expect("server: shutting down").await;
+    assert!(matches!(late.next().await, Next::Closed(_)));
+    let scrape = crate::metrics::Scrape::of(http).await;
+    assert_eq!(
+        scrape.get(r#"achat_connections_refused_total{reason="shutting_down"}"#),
+        1
+    );
     nc.expect("server: shutting down").await;
     web.expect_close(CloseCode::Normal).await;
     drop(web);
