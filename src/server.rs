@@ -85,7 +85,8 @@ pub struct Listeners {
     /// TLS (`--tls-bind`), with the acceptor holding the certificate
     /// ([`crate::tls::load_acceptor`]).
     pub tls: Option<(StdTcpListener, TlsAcceptor)>,
-    /// The web listener (`--http`): the web client, `/ws`, `/healthz`;
+    /// The web listener (`--http`): the web client, `/ws`, `/healthz`,
+    /// `/metrics`;
     /// HTTPS with the TLS listener's certificate when there is one.
     pub http: Option<StdTcpListener>,
 }

@@ -38,7 +38,6 @@ impl Broker {
     fn roster_changed(&mut self) {
         self.who_answer = None;
         self.gauge.set_online(self.roster.len());
-        self.metrics.broker.online.set(self.roster.len() as u64);
     }
 
     /// The answer to `/who`, made anew: the first names of the roster in

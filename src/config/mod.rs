@@ -94,7 +94,7 @@ pub struct ServerArgs {
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
 
-    /// Address for the web client, /ws and /healthz (HTTPS with --tls-cert); "off": no web.
+    /// Address for the web client, /ws, /healthz and /metrics (HTTPS with --tls-cert); "off": no web.
     #[arg(long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
     pub http: String,
 

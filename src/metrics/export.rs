@@ -10,6 +10,8 @@ use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::messages::RosterGauge;
+
 use super::{
     BATCH_BOUNDS_NANOS, BATCH_SAMPLE_EVERY, ConnectionRefusal, CutOff, LoginRefusal, Metrics,
     TRANSPORTS,
@@ -18,18 +20,29 @@ use super::{
 /// The `Content-Type` of what [`render`] writes.
 pub use prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
 
-/// The metrics of a server as a scrape (Prometheus text format 0.0.4).
-pub fn render(metrics: &Arc<Metrics>) -> Result<String, fmt::Error> {
+/// The metrics of a server as a scrape (Prometheus text format 0.0.4),
+/// with the number online from the broker's `roster`.
+pub fn render(metrics: &Arc<Metrics>, roster: &RosterGauge) -> Result<String, fmt::Error> {
     let mut registry = Registry::default();
-    registry.register_collector(Box::new(metrics.clone()));
+    registry.register_collector(Box::new(Scrape {
+        metrics: metrics.clone(),
+        online: roster.online(),
+    }));
     let mut text = String::with_capacity(4096);
     prometheus_client::encoding::prometheus_text::encode(&mut text, &registry)?;
     Ok(text)
 }
 
-impl Collector for Metrics {
+/// What one scrape writes: the counts, and the roster's size read once.
+#[derive(Debug)]
+struct Scrape {
+    metrics: Arc<Metrics>,
+    online: usize,
+}
+
+impl Collector for Scrape {
     fn encode(&self, mut out: DescriptorEncoder<'_>) -> fmt::Result {
-        let totals = self.totals();
+        let totals = self.metrics.totals();
         let by_transport = |values: [u64; 3]| {
             TRANSPORTS
                 .iter()
@@ -37,7 +50,7 @@ impl Collector for Metrics {
                 .zip(values)
                 .collect::<Vec<_>>()
         };
-        let broker = &self.broker;
+        let broker = &self.metrics.broker;
         family(
             &mut out,
             MetricType::Gauge,
@@ -74,7 +87,7 @@ impl Collector for Metrics {
             MetricType::Gauge,
             "achat_users_online",
             "Users online in all: what /who lists (every node's, in cluster mode).",
-            broker.online.get(),
+            self.online as u64,
         )?;
         single(
             &mut out,

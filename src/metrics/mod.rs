@@ -257,10 +257,9 @@ pub struct BrokerCounts {
     /// Chat lines queued for a recipient on this node: a line to three
     /// is three.
     pub deliveries: Counter,
-    /// Users logged in on this node (a gauge).
+    /// Users logged in on this node (a gauge). (Those online in all are
+    /// the broker's [`RosterGauge`](crate::messages::RosterGauge).)
     pub logged_in: Counter,
-    /// Users online in all (on every node, in cluster mode; a gauge).
-    pub online: Counter,
     /// The broker's time per `Route` batch, one in
     /// [`BATCH_SAMPLE_EVERY`].
     pub batch_time: Histogram,

@@ -83,13 +83,16 @@ fn the_scrape_is_prometheus_text_with_every_metric() {
     metrics.broker.deliveries.add(7);
     metrics.broker.batch_time.observe(Duration::from_micros(3));
     metrics.refused(ConnectionRefusal::Full);
-    let text = render(&metrics).unwrap();
+    let roster = crate::messages::RosterGauge::default();
+    roster.set_online(2);
+    let text = render(&metrics, &roster).unwrap();
     for line in [
         "# TYPE achat_connections_open gauge",
         "achat_connections_open{transport=\"tls\"} 3",
         "achat_connections_total{transport=\"tls\"} 4",
         "# TYPE achat_logins_total counter",
         "achat_logins_total 3",
+        "achat_users_online 2",
         "achat_deliveries_total 7",
         "achat_connections_refused_total{reason=\"full\"} 1",
         "achat_connections_refused_total{reason=\"origin\"} 0",

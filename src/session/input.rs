@@ -193,10 +193,7 @@ impl Session {
                 let mut buf = ReadBuf::new(buffer);
                 let result = ready!(Pin::new(&mut self.stream).poll_read(task_cx, &mut buf));
                 let n = buf.filled().len();
-                self.counts
-                    .bytes_read
-                    .of(self.stream.transport())
-                    .add(n as u64);
+                self.count_read(n);
                 Poll::Ready(result.map(|()| {
                     self.consume_read(&buffer[..n], ctx);
                     n
@@ -249,10 +246,7 @@ impl Session {
                 match read {
                     Ok(0) => self.input.end(InputEnd::Eof),
                     Ok(n) => {
-                        self.counts
-                            .bytes_read
-                            .of(self.stream.transport())
-                            .add(n as u64);
+                        self.count_read(n);
                         if let InputState::Draining { budget, .. } = &mut self.input.state {
                             *budget -= n;
                         }
@@ -270,6 +264,14 @@ impl Session {
             debug!("conn {}: read error while draining: {e}", self.id);
             self.input.end(InputEnd::Drained);
         }
+    }
+
+    /// Counts `n` bytes read (for `/metrics`).
+    fn count_read(&self, n: usize) {
+        self.counts
+            .bytes_read
+            .of(self.stream.transport())
+            .add(n as u64);
     }
 
     /// Handles a chunk fresh from the socket; what it cannot handle now is

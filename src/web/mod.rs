@@ -83,7 +83,8 @@ pub fn start(
 
 /// `GET /metrics`: the scrape.
 async fn metrics(state: web::Data<WebState>) -> HttpResponse {
-    match crate::metrics::render(&state.gate.session_env.metrics) {
+    let env = &state.gate.session_env;
+    match crate::metrics::render(&env.metrics, &env.gauge) {
         Ok(text) => HttpResponse::Ok()
             .content_type(crate::metrics::CONTENT_TYPE)
             .body(text),

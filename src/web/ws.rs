@@ -56,7 +56,11 @@ pub(super) async fn open(
             "refused a WebSocket from {peer}: origin {} is not allowed",
             origin.unwrap_or("?")
         );
-        (state.gate.session_env.metrics).refused(ConnectionRefusal::Origin);
+        state
+            .gate
+            .session_env
+            .metrics
+            .refused(ConnectionRefusal::Origin);
         return HttpResponse::Forbidden().content_type("text/plain").body(
             "pages from this origin may not open chat connections here (see --allowed-origin)\n",
         );
