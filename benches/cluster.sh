@@ -18,6 +18,9 @@
 #   ONLY="ring crowd" benches/cluster.sh
 #   CHURN="--sessions 20000 --rate 1000" benches/cluster.sh
 #   NODE_ARGS="--workers 1" benches/cluster.sh   # extra flags for every node
+#   RING_ARGS="--size 80" benches/cluster.sh      # extra flags for the rings
+#   NATS_PROCS=2 benches/cluster.sh              # GOMAXPROCS of each NATS server (default 1)
+#   ACHAT=other/achat-server benches/cluster.sh  # another build of the server
 #
 # (Three nodes share the two cores; one worker each instead of the default
 # two made no difference beyond noise on 2026-12-07: docs/BENCHMARKS.md.)
@@ -34,7 +37,12 @@ runs=${RUNS:-1}
 only=${ONLY:-ring crowd churn}
 read -r -a node_args <<< "${NODE_ARGS:-}"
 nats=${NATS_SERVER:-$(command -v nats-server || echo /usr/sbin/nats-server)}
-achat=target/release/achat-server
+# Three Go servers share two cores with the nodes and the generator: one
+# OS thread of Go code each (GOMAXPROCS=1) cut NATS's CPU per delivery by
+# 0.3 us in the ring (docs/BENCHMARKS.md, "NATS on one core each");
+# NATS_PROCS=2 gives Go's default here (one per core).
+nats_procs=${NATS_PROCS:-1}
+achat=${ACHAT:-target/release/achat-server}
 baseline=target/baselines/release/tokio-achat
 cargo build --release --bins --bench load -q
 for name in $only; do rm -f "$out/$name".txt "$out/$name"-*.txt; done
@@ -85,18 +93,21 @@ PY
 }
 
 # --- NATS: three servers, one cluster ----------------------------------
-client_ports=() route_ports=() nats_pids=()
-for k in 1 2 3; do client_ports+=("$(free_port)"); route_ports+=("$(free_port)"); done
+client_ports=() route_ports=() mon_ports=() nats_pids=()
+for k in 1 2 3; do
+    client_ports+=("$(free_port)"); route_ports+=("$(free_port)"); mon_ports+=("$(free_port)")
+done
 routes=$(printf 'nats-route://127.0.0.1:%s, ' "${route_ports[@]}")
 for k in 0 1 2; do
     mkdir -p "$tmp/store$k"
     cat > "$tmp/n$k.conf" <<EOF
 server_name: n$k
 listen: 127.0.0.1:${client_ports[$k]}
+http: 127.0.0.1:${mon_ports[$k]}
 jetstream { store_dir: $tmp/store$k }
 cluster { name: c, listen: 127.0.0.1:${route_ports[$k]}, routes: [${routes%, }] }
 EOF
-    "$nats" -c "$tmp/n$k.conf" > "$out/nats$k.log" 2>&1 &
+    GOMAXPROCS=$nats_procs "$nats" -c "$tmp/n$k.conf" > "$out/nats$k.log" 2>&1 &
     pids+=($!) nats_pids+=($!)
 done
 for k in 0 1 2; do wait_port "${client_ports[$k]}"; done
@@ -104,7 +115,7 @@ for _ in $(seq 200); do
     grep -q "JetStream cluster new metadata leader" "$out"/nats*.log && break
     sleep 0.1
 done
-log "NATS up: client ports ${client_ports[*]}, pids ${nats_pids[*]}"
+log "NATS up: client ports ${client_ports[*]}, pids ${nats_pids[*]}, GOMAXPROCS=$nats_procs"
 nats_pid_list=$(IFS=,; echo "${nats_pids[*]}")
 
 # --- achat nodes ----------------------------------------------------------
@@ -160,6 +171,38 @@ stop_single() {
     kill "$single_pid" 2>/dev/null || true
     wait "$single_pid" 2>/dev/null || true
 }
+# nats_counts: messages and bytes the NATS servers took in and sent out so
+# far (summed over the three, from their monitoring port's /varz).
+nats_counts() {
+    python3 - "${mon_ports[@]}" <<'PY'
+import json, sys, urllib.request
+t = [0, 0, 0, 0]
+for port in sys.argv[1:]:
+    v = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/varz", timeout=5))
+    for i, k in enumerate(["in_msgs", "out_msgs", "in_bytes", "out_bytes"]):
+        t[i] += v[k]
+print(*t)
+PY
+}
+# nats_traffic NAME BEFORE: what NATS carried since BEFORE, per delivery
+# of the ring run NAME, appended to its report.
+nats_traffic() {
+    local name=$1 before=$2
+    python3 - "$out/$name.txt" "$before" "$(nats_counts)" <<'PY'
+import json, sys
+path, before, after = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+d = [int(a) - int(b) for a, b in zip(after, before)]
+deliveries = 0
+for line in open(path):
+    if line.startswith("JSON "):
+        deliveries = json.loads(line[5:])["results"]["ring"]["deliveries"]
+if deliveries:
+    msg = (f"  nats traffic: {d[0]:,} messages in, {d[1]:,} out, {d[2]:,} bytes in, {d[3]:,} out"
+           f" = {d[0] / deliveries:.3f} messages in and {d[2] / deliveries:.1f} bytes in per delivery")
+    print(msg, file=sys.stderr)
+    open(path, "a").write(msg + "\n")
+PY
+}
 # run NAME SCENARIO ARGS...: one load run, report kept as $out/NAME.txt.
 run() {
     local name=$1
@@ -169,12 +212,15 @@ run() {
     grep -E '^(  |FAILED)' "$out/$name.txt" | grep -vE '^  (login barrier|checks)' >&2 || true
 }
 
-ring=(ring --clients 1000 --messages 2000 --window 16)
+read -r -a ring_args <<< "${RING_ARGS:-}"
+ring=(ring --clients 1000 --messages 2000 --window 16 "${ring_args[@]}")
 for r in $(seq "$runs"); do
     [[ " $only " == *" ring "* ]] || break
     start_nodes "ring$r"
+    before=$(nats_counts)
     run "ring-cluster-run$r" "${ring[@]}" --addr "$node_addrs" \
         --server-pid "$node_pid_list" --aux-pid "$nats_pid_list"
+    nats_traffic "ring-cluster-run$r" "$before"
     stop_nodes
     start_single "ring-single-run$r" RUST_LOG=warn "$achat" --http 127.0.0.1:0 --bind
     run "ring-single-run$r" "${ring[@]}" --addr "$single_addr" --server-pid "$single_pid"
