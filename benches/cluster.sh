@@ -172,23 +172,31 @@ stop_single() {
     wait "$single_pid" 2>/dev/null || true
 }
 # nats_counts: messages and bytes the NATS servers took in and sent out so
-# far (summed over the three, from their monitoring port's /varz).
+# far (summed over the three, from their monitoring port's /varz); prints
+# nothing when a server does not answer (the traffic line is then left out,
+# the run goes on).
 nats_counts() {
-    python3 - "${mon_ports[@]}" <<'PY'
+    python3 - "${mon_ports[@]}" <<'PY' || true
 import json, sys, urllib.request
 t = [0, 0, 0, 0]
-for port in sys.argv[1:]:
-    v = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/varz", timeout=5))
-    for i, k in enumerate(["in_msgs", "out_msgs", "in_bytes", "out_bytes"]):
-        t[i] += v[k]
+try:
+    for port in sys.argv[1:]:
+        v = json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/varz", timeout=5))
+        for i, k in enumerate(["in_msgs", "out_msgs", "in_bytes", "out_bytes"]):
+            t[i] += v[k]
+except (OSError, ValueError, KeyError) as e:
+    print(f"cluster.sh: no NATS counts ({e})", file=sys.stderr)
+    sys.exit(1)
 print(*t)
 PY
 }
 # nats_traffic NAME BEFORE: what NATS carried since BEFORE, per delivery
 # of the ring run NAME, appended to its report.
 nats_traffic() {
-    local name=$1 before=$2
-    python3 - "$out/$name.txt" "$before" "$(nats_counts)" <<'PY'
+    local name=$1 before=$2 after
+    after=$(nats_counts)
+    [ -n "$before" ] && [ -n "$after" ] || return 0
+    python3 - "$out/$name.txt" "$before" "$after" <<'PY'
 import json, sys
 path, before, after = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
 d = [int(a) - int(b) for a, b in zip(after, before)]
